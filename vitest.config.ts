@@ -21,8 +21,8 @@ export default defineConfig({
           include: ['test/integration/**/*.test.ts'],
           globalSetup: ['test/setup/global-kafka.ts'],
           pool: 'forks',
-          // one broker, two cores: integration files run one after another
-          fileParallelism: false,
+          // one broker, two cores: integration files run one after another, in one fork
+          poolOptions: { forks: { singleFork: true } },
           testTimeout: 180_000,
           hookTimeout: 180_000,
         },

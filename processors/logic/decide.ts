@@ -29,14 +29,7 @@ import {
   normalizeKey,
   senderDomainOf,
 } from './model.js';
-import type {
-  DecisionReason,
-  MailAction,
-  MailEvent,
-  PreferenceEntry,
-  TenantPolicy,
-  UserPreferences,
-} from './model.js';
+import type { DecisionReason, MailAction, MailEvent, PreferenceEntry, TenantPolicy, UserPreferences } from './model.js';
 
 export interface DecideResult {
   action: MailAction;

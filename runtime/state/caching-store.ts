@@ -48,7 +48,10 @@ export class CachingStore implements BytesStore {
 
   constructor(inner: BytesStore, opts: CachingStoreOptions) {
     if (!Number.isSafeInteger(opts.maxEntries) || opts.maxEntries < 1) {
-      throw new ConfigError('cacheMaxEntries', `must be an integer >= 1 for store "${inner.name}", got ${opts.maxEntries}`);
+      throw new ConfigError(
+        'cacheMaxEntries',
+        `must be an integer >= 1 for store "${inner.name}", got ${opts.maxEntries}`,
+      );
     }
     this.inner = inner;
     this.name = inner.name;
@@ -153,7 +156,9 @@ export class CachingStore implements BytesStore {
     await this.inner.close();
   }
 
-  private async *flushThenIterate(open: () => AsyncIterable<Entry<Buffer, Buffer>>): AsyncGenerator<Entry<Buffer, Buffer>> {
+  private async *flushThenIterate(
+    open: () => AsyncIterable<Entry<Buffer, Buffer>>,
+  ): AsyncGenerator<Entry<Buffer, Buffer>> {
     this.checkOpen();
     await this.flushDirty();
     yield* open();

@@ -102,10 +102,14 @@ export async function writeCheckpoint(file: string, offsets: ReadonlyMap<string,
     await fsyncDir(dir);
   } catch (err) {
     await rm(tmp, { force: true }).catch(() => undefined);
-    throw new StoreError(StoreErrorCodes.CHECKPOINT_WRITE_FAILED, `cannot write checkpoint ${file}: ${(err as Error).message}`, {
-      retriable: true,
-      cause: err,
-    });
+    throw new StoreError(
+      StoreErrorCodes.CHECKPOINT_WRITE_FAILED,
+      `cannot write checkpoint ${file}: ${(err as Error).message}`,
+      {
+        retriable: true,
+        cause: err,
+      },
+    );
   }
 }
 

@@ -4,7 +4,7 @@ import { ChangeLoggingStore, type ChangelogSink } from './changelogging-store.js
 import { InMemoryKeyValueStore } from './memory-store.js';
 import { MeteredKeyValueStore, type StoreMetrics } from './metered-store.js';
 import { RocksDBStore, type RocksDBStoreOptions } from './rocksdb-store.js';
-import type { BytesStore, KeyValueStore, RestorableBytesStore, Serde } from './store.js';
+import type { BytesStore, KeyValueStore, RestorableBytesStore, StoreSerde } from './store.js';
 
 export * from './store.js';
 export * from './memory-store.js';
@@ -22,8 +22,8 @@ export interface StoreStackOptions<K, V> {
   cacheMaxEntries: number;
   /** undefined => no changelog */
   sink?: ChangelogSink;
-  keySerde: Serde<K>;
-  valueSerde: Serde<V>;
+  keySerde: StoreSerde<K>;
+  valueSerde: StoreSerde<V>;
   metrics?: StoreMetrics;
   rocksdb?: RocksDBStoreOptions;
 }
@@ -41,10 +41,15 @@ export interface StoreStack<K, V> {
  */
 export async function buildStoreStack<K, V>(opts: StoreStackOptions<K, V>): Promise<StoreStack<K, V>> {
   if (!Number.isSafeInteger(opts.cacheMaxEntries) || opts.cacheMaxEntries < 0) {
-    throw new ConfigError('cacheMaxEntries', `must be an integer >= 0 for store "${opts.name}", got ${opts.cacheMaxEntries}`);
+    throw new ConfigError(
+      'cacheMaxEntries',
+      `must be an integer >= 0 for store "${opts.name}", got ${opts.cacheMaxEntries}`,
+    );
   }
   const inner: RestorableBytesStore =
-    opts.dir === undefined ? new InMemoryKeyValueStore(opts.name) : await RocksDBStore.open(opts.name, opts.dir, opts.rocksdb);
+    opts.dir === undefined
+      ? new InMemoryKeyValueStore(opts.name)
+      : await RocksDBStore.open(opts.name, opts.dir, opts.rocksdb);
   try {
     let bytes: BytesStore = inner;
     if (opts.sink !== undefined) bytes = new ChangeLoggingStore(bytes, opts.sink);

@@ -1,6 +1,6 @@
 import type { Histogram } from 'prom-client';
 import { SerdeError, StreamsError } from '../errors.js';
-import type { BytesStore, Entry, KeyValueStore, Serde } from './store.js';
+import type { BytesStore, Entry, KeyValueStore, StoreSerde } from './store.js';
 
 /** Metrics a store records into; created once by the runtime's metrics registry and shared. */
 export interface StoreMetrics {
@@ -8,7 +8,8 @@ export interface StoreMetrics {
   opLatency: Histogram<'store' | 'op'>;
 }
 
-export type StoreOp = 'get' | 'getAll' | 'put' | 'putAll' | 'delete' | 'range' | 'all' | 'approximateNumEntries' | 'flush';
+export type StoreOp =
+  'get' | 'getAll' | 'put' | 'putAll' | 'delete' | 'range' | 'all' | 'approximateNumEntries' | 'flush';
 
 type Observer = { observe(value: number): void };
 
@@ -24,12 +25,12 @@ type Observer = { observe(value: number): void };
 export class MeteredKeyValueStore<K, V> implements KeyValueStore<K, V> {
   readonly name: string;
   readonly inner: BytesStore;
-  private readonly keySerde: Serde<K>;
-  private readonly valueSerde: Serde<V>;
+  private readonly keySerde: StoreSerde<K>;
+  private readonly valueSerde: StoreSerde<V>;
   private readonly metrics: StoreMetrics | undefined;
   private readonly observers = new Map<StoreOp, Observer>();
 
-  constructor(inner: BytesStore, keySerde: Serde<K>, valueSerde: Serde<V>, metrics?: StoreMetrics) {
+  constructor(inner: BytesStore, keySerde: StoreSerde<K>, valueSerde: StoreSerde<V>, metrics?: StoreMetrics) {
     this.inner = inner;
     this.name = inner.name;
     this.keySerde = keySerde;

@@ -107,20 +107,28 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
     try {
       await mkdir(dir, { recursive: true });
     } catch (err) {
-      throw new StoreError(StoreErrorCodes.OPEN_FAILED, `store "${name}": cannot create directory ${dir}: ${message(err)}`, {
-        cause: err,
-      });
+      throw new StoreError(
+        StoreErrorCodes.OPEN_FAILED,
+        `store "${name}": cannot create directory ${dir}: ${message(err)}`,
+        {
+          cause: err,
+        },
+      );
     }
     let db: LevelDown;
     try {
       db = loadRocksDB()(dir);
     } catch (err) {
-      throw new StoreError(StoreErrorCodes.OPEN_FAILED, `store "${name}": cannot load rocksdb: ${message(err)}`, { cause: err });
+      throw new StoreError(StoreErrorCodes.OPEN_FAILED, `store "${name}": cannot load rocksdb: ${message(err)}`, {
+        cause: err,
+      });
     }
     const { sync: _sync, ...dbOptions } = opts;
     try {
       await new Promise<void>((resolve, reject) =>
-        db.open({ ...dbOptions, createIfMissing: true, errorIfExists: false }, (err) => (err ? reject(err) : resolve())),
+        db.open({ ...dbOptions, createIfMissing: true, errorIfExists: false }, (err) =>
+          err ? reject(err) : resolve(),
+        ),
       );
     } catch (err) {
       throw classifyOpenError(name, dir, err);
@@ -135,6 +143,11 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
 
   get isOpen(): boolean {
     return !this.closed;
+  }
+
+  /** native iterators currently held by unfinished range/all iterations (for leak checks) */
+  get openIteratorCount(): number {
+    return this.openIterators.size;
   }
 
   async get(key: Buffer): Promise<Buffer | undefined> {
@@ -245,7 +258,9 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
       this.db.close((err) =>
         err
           ? reject(
-              new StoreError(StoreErrorCodes.CLOSE_FAILED, `store "${this.name}": close failed: ${message(err)}`, { cause: err }),
+              new StoreError(StoreErrorCodes.CLOSE_FAILED, `store "${this.name}": close failed: ${message(err)}`, {
+                cause: err,
+              }),
             )
           : resolve(),
       ),

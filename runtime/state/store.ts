@@ -64,9 +64,23 @@ export function isBatchRestorable(store: unknown): store is BatchRestorable {
 }
 
 /** Turns a typed value into bytes and back. */
-export interface Serde<T> {
+export interface StoreSerde<T> {
   serialize(value: T): Buffer;
   deserialize(bytes: Buffer): T;
+}
+
+/**
+ * Adapts a record serde whose methods take the topic first (as Kafka serdes do) into a store
+ * serde, fixing the topic (typically the store's changelog topic).
+ */
+export function storeSerdeFor<T>(
+  serde: { serialize(topic: string, value: T): Buffer; deserialize(topic: string, data: Buffer): T },
+  topic: string,
+): StoreSerde<T> {
+  return {
+    serialize: (value) => serde.serialize(topic, value),
+    deserialize: (bytes) => serde.deserialize(topic, bytes),
+  };
 }
 
 /** Stable `code`s carried by the `StoreError`s this layer raises. */

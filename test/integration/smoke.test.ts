@@ -38,9 +38,7 @@ describe('smoke: broker + registry + Avro', () => {
     const producer = kafka.producer();
     await producer.connect();
     const sent = Array.from({ length: 20 }, (_, i) => ({ id: `r${i}`, n: i }));
-    const messages = await Promise.all(
-      sent.map(async (v) => ({ key: v.id, value: await registry.encode(id, v) })),
-    );
+    const messages = await Promise.all(sent.map(async (v) => ({ key: v.id, value: await registry.encode(id, v) })));
     // Confluent wire format: magic byte 0, then the 4-byte schema id
     expect(messages[0]!.value[0]).toBe(0);
     expect(messages[0]!.value.readInt32BE(1)).toBe(id);

@@ -77,10 +77,7 @@ export function policy(overrides: Partial<TenantPolicy> = {}): TenantPolicy {
   };
 }
 
-export function interaction(
-  action: InteractionAction,
-  overrides: Partial<UserInteraction> = {},
-): UserInteraction {
+export function interaction(action: InteractionAction, overrides: Partial<UserInteraction> = {}): UserInteraction {
   return {
     eventId: 'int-1',
     tenantId: TENANT,

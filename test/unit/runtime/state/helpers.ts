@@ -59,7 +59,10 @@ export class RecordingStore implements BytesStore {
     return this.inner.put(key, value);
   }
   putAll(entries: readonly (readonly [Buffer, Buffer | null])[]) {
-    this.calls.push({ op: 'putAll', entries: entries.map(([k, v]) => [k.toString(), v === null ? null : v.toString()]) });
+    this.calls.push({
+      op: 'putAll',
+      entries: entries.map(([k, v]) => [k.toString(), v === null ? null : v.toString()]),
+    });
     return this.inner.putAll(entries);
   }
   delete(key: Buffer) {

@@ -1,0 +1,90 @@
+/**
+ * The runtime's configuration: one frozen object, validated at start. A bad setting fails with a
+ * ConfigError naming the setting.
+ */
+import { z } from 'zod';
+import { ConfigError } from './errors.js';
+
+const sasl = z
+  .object({
+    mechanism: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']),
+    username: z.string().min(1),
+    password: z.string().min(1),
+  })
+  .strict();
+
+const ssl = z
+  .object({
+    /** PEM CA bundle contents (not a path) */
+    ca: z.string().optional(),
+    cert: z.string().optional(),
+    key: z.string().optional(),
+    rejectUnauthorized: z.boolean().default(true),
+  })
+  .strict();
+
+export const streamsConfigSchema = z
+  .object({
+    /** consumer group id, prefix of internal topics, state directory name */
+    applicationId: z
+      .string()
+      .min(1)
+      .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
+    brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'host:port')).min(1),
+    clientId: z.string().min(1).default('unwanted-mail'),
+    /** identifies this instance in logs, metrics and the group */
+    instanceId: z.string().min(1).default(`instance-${process.pid}`),
+    stateDir: z.string().min(1),
+    commitIntervalMs: z.number().int().min(10).max(600_000).default(5000),
+    maxTaskIdleMs: z.number().int().min(0).max(60_000).default(50),
+    cacheMaxEntries: z.number().int().min(0).default(10_000),
+    maxBatchRecords: z.number().int().min(1).max(100_000).default(1000),
+    partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(16),
+    sessionTimeoutMs: z.number().int().min(1000).default(30_000),
+    heartbeatIntervalMs: z.number().int().min(100).default(3000),
+    processingGuarantee: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+    deserializationErrorPolicy: z.enum(['dlq', 'fail']).default('dlq'),
+    processingErrorPolicy: z.enum(['dlq', 'fail']).default('dlq'),
+    /** dead-letter topic; default `<applicationId>-dlq` */
+    dlqTopic: z.string().min(1).optional(),
+    /** partitions and replication of internal topics the runtime creates */
+    replicationFactor: z.number().int().min(1).default(1),
+    /** this instance's HTTP address as other instances reach it, for forwarded queries */
+    advertisedUrl: z.string().url().optional(),
+    sasl: sasl.optional(),
+    ssl: z.union([z.literal(true), ssl]).optional(),
+    connectionTimeoutMs: z.number().int().min(100).default(3000),
+  })
+  .strict();
+
+export type StreamsConfigInput = z.input<typeof streamsConfigSchema>;
+export type StreamsConfig = Readonly<z.output<typeof streamsConfigSchema> & { dlqTopic: string }>;
+
+/** Validates and freezes. Throws ConfigError naming the first bad setting. */
+export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
+  const r = streamsConfigSchema.safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    const setting = issue.path.join('.') || '(root)';
+    throw new ConfigError(setting, issue.message);
+  }
+  const cfg = { ...r.data, dlqTopic: r.data.dlqTopic ?? `${r.data.applicationId}-dlq` };
+  return Object.freeze(cfg);
+}
+
+/** kafkajs client options for the security settings. */
+export function kafkaSecurity(cfg: Pick<StreamsConfig, 'sasl' | 'ssl'>): {
+  ssl?: boolean | { ca?: string[]; cert?: string; key?: string; rejectUnauthorized: boolean };
+  sasl?: { mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512'; username: string; password: string };
+} {
+  const out: ReturnType<typeof kafkaSecurity> = {};
+  if (cfg.ssl === true) out.ssl = true;
+  else if (cfg.ssl) {
+    out.ssl = { rejectUnauthorized: cfg.ssl.rejectUnauthorized };
+    if (cfg.ssl.ca) out.ssl.ca = [cfg.ssl.ca];
+    if (cfg.ssl.cert) out.ssl.cert = cfg.ssl.cert;
+    if (cfg.ssl.key) out.ssl.key = cfg.ssl.key;
+  }
+  if (cfg.sasl) out.sasl = { ...cfg.sasl };
+  return out;
+}

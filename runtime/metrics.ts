@@ -1,0 +1,126 @@
+/**
+ * The runtime's Prometheus metrics, on a registry the runtime owns. Applications register their
+ * own metrics on the same registry (`metrics.registry`) so /metrics serves everything.
+ */
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export class RuntimeMetrics {
+  readonly registry: Registry;
+  readonly recordsConsumed: Counter<'topic'>;
+  readonly recordsProcessed: Counter<'task'>;
+  readonly processLatency: Histogram<'task'>;
+  readonly recordsProduced: Counter<never>;
+  readonly produceLatency: Histogram<never>;
+  readonly commitLatency: Histogram<never>;
+  readonly commits: Counter<'result'>;
+  readonly restoreRecords: Counter<'store'>;
+  readonly restoreRemaining: Gauge<'store' | 'task'>;
+  readonly storeEntries: Gauge<'store' | 'task'>;
+  readonly storeOpLatency: Histogram<'store' | 'op'>;
+  readonly rebalances: Counter<never>;
+  readonly assignedTasks: Gauge<never>;
+  readonly deadLetters: Counter<'topic' | 'code'>;
+  readonly consumerLag: Gauge<'topic' | 'partition'>;
+  readonly state: Gauge<'state'>;
+
+  constructor(prefix = 'um_', registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
+    this.registry = registry;
+    const r = [registry];
+    if (opts.defaultMetrics ?? true) collectDefaultMetrics({ register: registry, prefix });
+    this.recordsConsumed = new Counter({
+      name: `${prefix}records_consumed_total`,
+      help: 'Records read from source topics',
+      labelNames: ['topic'],
+      registers: r,
+    });
+    this.recordsProcessed = new Counter({
+      name: `${prefix}records_processed_total`,
+      help: 'Records processed by tasks',
+      labelNames: ['task'],
+      registers: r,
+    });
+    this.processLatency = new Histogram({
+      name: `${prefix}process_batch_seconds`,
+      help: 'Time to process one batch of records in a task',
+      labelNames: ['task'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1],
+      registers: r,
+    });
+    this.recordsProduced = new Counter({
+      name: `${prefix}records_produced_total`,
+      help: 'Records produced (outputs, changelogs, dead letters)',
+      registers: r,
+    });
+    this.produceLatency = new Histogram({
+      name: `${prefix}produce_request_seconds`,
+      help: 'Latency of one produce request (acks=all)',
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers: r,
+    });
+    this.commitLatency = new Histogram({
+      name: `${prefix}commit_seconds`,
+      help: 'Latency of the commit protocol (flush, checkpoint, offset commit)',
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers: r,
+    });
+    this.commits = new Counter({
+      name: `${prefix}commits_total`,
+      help: 'Commits, by result',
+      labelNames: ['result'],
+      registers: r,
+    });
+    this.restoreRecords = new Counter({
+      name: `${prefix}restore_records_total`,
+      help: 'Changelog records restored into state stores',
+      labelNames: ['store'],
+      registers: r,
+    });
+    this.restoreRemaining = new Gauge({
+      name: `${prefix}restore_remaining_records`,
+      help: 'Changelog records still to restore before a task can process',
+      labelNames: ['store', 'task'],
+      registers: r,
+    });
+    this.storeEntries = new Gauge({
+      name: `${prefix}store_entries`,
+      help: 'Approximate entries per store and task',
+      labelNames: ['store', 'task'],
+      registers: r,
+    });
+    this.storeOpLatency = new Histogram({
+      name: `${prefix}store_op_seconds`,
+      help: 'State store operation latency',
+      labelNames: ['store', 'op'],
+      buckets: [0.00001, 0.00005, 0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05],
+      registers: r,
+    });
+    this.rebalances = new Counter({
+      name: `${prefix}rebalances_total`,
+      help: 'Consumer group rebalances this instance took part in',
+      registers: r,
+    });
+    this.assignedTasks = new Gauge({
+      name: `${prefix}assigned_tasks`,
+      help: 'Tasks assigned to this instance',
+      registers: r,
+    });
+    this.deadLetters = new Counter({
+      name: `${prefix}dead_letters_total`,
+      help: 'Records sent to the dead-letter topic, by source topic and error code',
+      labelNames: ['topic', 'code'],
+      registers: r,
+    });
+    this.consumerLag = new Gauge({
+      name: `${prefix}consumer_lag`,
+      help: 'Records between the last processed offset and the high watermark',
+      labelNames: ['topic', 'partition'],
+      registers: r,
+    });
+    this.state = new Gauge({
+      name: `${prefix}instance_state`,
+      help: 'Lifecycle state of this instance (1 for the current state)',
+      labelNames: ['state'],
+      registers: r,
+    });
+  }
+}

@@ -1,0 +1,168 @@
+/**
+ * Reading topic partitions outside the application's consumer group: changelog restore (a range
+ * of offsets per partition), global tables (the whole topic, then follow it) and replay.
+ *
+ * kafkajs has no manual assignment, so each reader is a consumer in a group of its own (a random
+ * id that commits nothing): alone in its group it is given every partition of its topics, seeks
+ * the ones it wants and pauses the others. The application's group offsets are never touched.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import type { RawRecord } from './task.js';
+
+export interface PartitionRange {
+  topic: string;
+  partition: number;
+  /** first offset to read */
+  from: number;
+  /** stop before this offset (the end offset when the read began) */
+  to: number;
+}
+
+export function toRawRecord(m: KafkaMessage): RawRecord {
+  const r: RawRecord = {
+    key: m.key ?? null,
+    value: m.value ?? null,
+    timestamp: Number(m.timestamp),
+    offset: Number(m.offset),
+  };
+  if (m.headers && Object.keys(m.headers).length) r.headers = m.headers as RawRecord['headers'];
+  return r;
+}
+
+function readerGroupId(prefix: string): string {
+  return `${prefix}-${randomBytes(6).toString('hex')}`;
+}
+
+/** End offsets (high watermarks) of the given topics' partitions. */
+export async function endOffsets(kafka: Kafka, topics: string[]): Promise<Map<string, number>> {
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const out = new Map<string, number>();
+    for (const topic of topics) {
+      for (const p of await admin.fetchTopicOffsets(topic)) out.set(`${topic}:${p.partition}`, Number(p.high));
+    }
+    return out;
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+/**
+ * Reads every range [from, to) and calls `onRecords` per fetched batch, in offset order per
+ * partition. Resolves when all ranges are read.
+ */
+export async function readRanges(
+  kafka: Kafka,
+  groupPrefix: string,
+  ranges: PartitionRange[],
+  onRecords: (range: PartitionRange, records: RawRecord[]) => Promise<void>,
+  opts: { signal?: AbortSignal } = {},
+): Promise<void> {
+  const pending = ranges.filter((r) => r.from < r.to);
+  if (!pending.length) return;
+  const want = new Map(pending.map((r) => [`${r.topic}:${r.partition}`, r]));
+  const topics = [...new Set(pending.map((r) => r.topic))];
+  const consumer: Consumer = kafka.consumer({
+    groupId: readerGroupId(groupPrefix),
+    sessionTimeout: 30_000,
+    maxBytesPerPartition: 4 * 1024 * 1024,
+    maxWaitTimeInMs: 200,
+    retry: { retries: 10 },
+  });
+  await consumer.connect();
+  const left = new Set(want.keys());
+  try {
+    await consumer.subscribe({ topics, fromBeginning: true });
+    await new Promise<void>((resolve, reject) => {
+      if (opts.signal) opts.signal.addEventListener('abort', () => reject(opts.signal!.reason), { once: true });
+      consumer.on(consumer.events.GROUP_JOIN, (e) => {
+        // position every wanted partition; pause the rest of the topics' partitions
+        for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) {
+          const unwanted = partitions.filter((p) => !want.has(`${topic}:${p}`) || !left.has(`${topic}:${p}`));
+          if (unwanted.length) consumer.pause([{ topic, partitions: unwanted }]);
+          for (const p of partitions) {
+            const r = want.get(`${topic}:${p}`);
+            if (r && left.has(`${topic}:${p}`)) consumer.seek({ topic, partition: p, offset: String(r.from) });
+          }
+        }
+      });
+      consumer.on(consumer.events.CRASH, (e) => reject(e.payload.error));
+      consumer
+        .run({
+          autoCommit: false,
+          partitionsConsumedConcurrently: 4,
+          eachBatch: async ({ batch, heartbeat }) => {
+            const k = `${batch.topic}:${batch.partition}`;
+            const range = want.get(k);
+            if (!range || !left.has(k)) return;
+            const records: RawRecord[] = [];
+            for (const m of batch.messages) {
+              const off = Number(m.offset);
+              if (off >= range.from && off < range.to) records.push(toRawRecord(m));
+            }
+            if (records.length) await onRecords(range, records);
+            await heartbeat();
+            const next = Number(batch.lastOffset()) + 1;
+            if (next >= range.to || batch.highWatermark === String(next)) {
+              if (next >= range.to) {
+                left.delete(k);
+                consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
+                if (!left.size) resolve();
+              }
+            }
+          },
+        })
+        .catch(reject);
+    });
+  } finally {
+    await consumer.disconnect().catch(() => undefined);
+  }
+}
+
+/**
+ * Follows whole topics from the beginning (a global table). `ready` resolves once every partition
+ * has been read up to the end offset it had when the reader started.
+ */
+export async function followTopics(
+  kafka: Kafka,
+  groupPrefix: string,
+  topics: string[],
+  onRecords: (topic: string, partition: number, records: RawRecord[]) => void | Promise<void>,
+): Promise<{ ready: Promise<void>; stop(): Promise<void> }> {
+  const ends = await endOffsets(kafka, topics);
+  const behind = new Set([...ends].filter(([, end]) => end > 0).map(([k]) => k));
+  let markReady!: () => void;
+  let fail!: (e: unknown) => void;
+  const ready = new Promise<void>((res, rej) => {
+    markReady = res;
+    fail = rej;
+  });
+  if (!behind.size) markReady();
+  const consumer = kafka.consumer({
+    groupId: readerGroupId(groupPrefix),
+    maxWaitTimeInMs: 500,
+    retry: { retries: 10 },
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  consumer.on(consumer.events.CRASH, (e) => fail(e.payload.error));
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      if (batch.messages.length) await onRecords(batch.topic, batch.partition, batch.messages.map(toRawRecord));
+      const k = `${batch.topic}:${batch.partition}`;
+      if (behind.has(k) && Number(batch.lastOffset()) + 1 >= (ends.get(k) ?? 0)) {
+        behind.delete(k);
+        if (!behind.size) markReady();
+      }
+    },
+  });
+  return {
+    ready,
+    async stop() {
+      await consumer.disconnect().catch(() => undefined);
+    },
+  };
+}

@@ -1,0 +1,148 @@
+/**
+ * The record collector: every record the runtime produces (sink outputs, changelog writes, dead
+ * letters) goes through here. Records are buffered and sent in batches, with at most one produce
+ * request in flight, so that records for one partition are written in the order they were
+ * collected even when a request is retried (kafkajs does not guarantee order across concurrent
+ * requests). `flush()` resolves when every record collected so far is acknowledged (acks=all);
+ * the offsets acknowledged per partition feed the changelog checkpoints.
+ */
+import type { Producer, Message, TopicMessages, RecordMetadata as KafkaRecordMetadata } from 'kafkajs';
+import { StreamsError } from './errors.js';
+import { tpKey } from './state/checkpoint.js';
+
+export interface OutgoingRecord {
+  topic: string;
+  key: Buffer | null;
+  value: Buffer | null;
+  /** explicit partition; undefined = the producer's default (murmur2) partitioner */
+  partition?: number;
+  timestamp: number;
+  headers?: Record<string, string | Buffer>;
+}
+
+export interface RecordCollector {
+  send(record: OutgoingRecord): void;
+  /** resolves when every record sent before the call is acknowledged; rejects on a send failure */
+  flush(): Promise<void>;
+  /** highest acknowledged offset per `topic:partition` */
+  ackedOffsets(): ReadonlyMap<string, number>;
+}
+
+/** Collects into memory: for the test driver. */
+export class MemoryRecordCollector implements RecordCollector {
+  readonly records: OutgoingRecord[] = [];
+  private readonly offsets = new Map<string, number>();
+  send(record: OutgoingRecord): void {
+    this.records.push(record);
+    const k = tpKey(record.topic, record.partition ?? 0);
+    this.offsets.set(k, (this.offsets.get(k) ?? -1) + 1);
+  }
+  async flush(): Promise<void> {}
+  ackedOffsets(): ReadonlyMap<string, number> {
+    return this.offsets;
+  }
+}
+
+export interface KafkaRecordCollectorOptions {
+  producer: Producer;
+  /** flush a batch when this many records are buffered (a request is sent at least this often) */
+  maxBatchRecords?: number;
+  compression?: number;
+  onSent?: (count: number, ms: number) => void;
+}
+
+export class KafkaRecordCollector implements RecordCollector {
+  private buffer: OutgoingRecord[] = [];
+  private inFlight: Promise<void> = Promise.resolve();
+  private failure: StreamsError | undefined;
+  private readonly offsets = new Map<string, number>();
+  private readonly maxBatch: number;
+  private scheduled = false;
+
+  constructor(private readonly opts: KafkaRecordCollectorOptions) {
+    this.maxBatch = opts.maxBatchRecords ?? 5000;
+  }
+
+  send(record: OutgoingRecord): void {
+    if (this.failure) throw this.failure;
+    this.buffer.push(record);
+    if (this.buffer.length >= this.maxBatch) this.dispatch();
+    else if (!this.scheduled) {
+      // linger until the current macrotask ends, so one processed batch becomes one request
+      this.scheduled = true;
+      setImmediate(() => {
+        this.scheduled = false;
+        if (this.buffer.length) this.dispatch();
+      });
+    }
+  }
+
+  /** Chains one produce request for what is buffered behind the one in flight. */
+  private dispatch(): Promise<void> {
+    const batch = this.buffer;
+    this.buffer = [];
+    const prev = this.inFlight;
+    this.inFlight = prev.then(() => (batch.length ? this.produce(batch) : undefined));
+    // a failure is kept and reported by the next send or flush
+    this.inFlight.catch(() => undefined);
+    return this.inFlight;
+  }
+
+  private async produce(batch: OutgoingRecord[]): Promise<void> {
+    if (this.failure) return;
+    const byTopic = new Map<string, Message[]>();
+    for (const r of batch) {
+      let list = byTopic.get(r.topic);
+      if (!list) byTopic.set(r.topic, (list = []));
+      const m: Message = { key: r.key, value: r.value, timestamp: String(r.timestamp) };
+      if (r.partition !== undefined) m.partition = r.partition;
+      if (r.headers) m.headers = r.headers;
+      list.push(m);
+    }
+    const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
+    const t0 = performance.now();
+    let result: KafkaRecordMetadata[];
+    try {
+      result = await this.opts.producer.sendBatch({
+        topicMessages,
+        acks: -1,
+        ...(this.opts.compression !== undefined ? { compression: this.opts.compression } : {}),
+      });
+    } catch (e) {
+      this.failure = new StreamsError(
+        'PRODUCE_FAILED',
+        `producing ${batch.length} records failed: ${(e as Error).message}`,
+        {
+          retriable: true,
+          cause: e,
+        },
+      );
+      throw this.failure;
+    }
+    // sendBatch answers one entry per (topic, partition) with the base offset of what it wrote
+    const counts = new Map<string, number>();
+    for (const r of batch) {
+      if (r.partition === undefined) continue;
+      const k = tpKey(r.topic, r.partition);
+      counts.set(k, (counts.get(k) ?? 0) + 1);
+    }
+    for (const md of result) {
+      const k = tpKey(md.topicName, md.partition);
+      const n = counts.get(k);
+      if (n === undefined || md.baseOffset === undefined) continue;
+      const last = Number(md.baseOffset) + n - 1;
+      if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
+    }
+    this.opts.onSent?.(batch.length, performance.now() - t0);
+  }
+
+  async flush(): Promise<void> {
+    if (this.failure) throw this.failure;
+    await this.dispatch();
+    if (this.failure) throw this.failure;
+  }
+
+  ackedOffsets(): ReadonlyMap<string, number> {
+    return this.offsets;
+  }
+}

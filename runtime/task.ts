@@ -1,0 +1,565 @@
+/**
+ * A stream task: one partition number of the co-partitioned source topics. It owns one instance
+ * of every processor, its slice of every state store, and a record queue per source partition.
+ *
+ * Records are processed in timestamp order across the task's partitions (the smallest head
+ * timestamp first), so a replay of the same input gives the same results. When a partition's
+ * queue is empty but the broker is known to hold more for it, the task waits up to
+ * `maxTaskIdleMs` for it before going on (Kafka Streams' max.task.idle.ms).
+ *
+ * The task knows nothing of Kafka clients: it is fed raw records and writes through a
+ * RecordCollector, so the same code runs under the engine and under the TopologyTestDriver.
+ */
+import { ProcessingError, SerdeError, StreamsError } from './errors.js';
+import type {
+  Cancellable,
+  GlobalTableView,
+  Headers,
+  Processor,
+  ProcessorContext,
+  PunctuationType,
+  RecordMetadata,
+  StreamRecord,
+} from './processor.js';
+import type { OutgoingRecord, RecordCollector } from './record-collector.js';
+import type { KeyValueStore } from './state/store.js';
+import type { NodeDef, Topology } from './topology.js';
+
+/** A record as fetched, not yet deserialized. */
+export interface RawRecord {
+  key: Buffer | null;
+  value: Buffer | null;
+  timestamp: number;
+  offset: number;
+  headers?: Record<string, Buffer | string | undefined | (Buffer | string)[]>;
+}
+
+export type ErrorPolicy = 'dlq' | 'fail';
+
+export interface TaskOptions {
+  applicationId: string;
+  partition: number;
+  topology: Topology;
+  stores: ReadonlyMap<string, KeyValueStore<unknown, unknown>>;
+  globalTables: ReadonlyMap<string, GlobalTableView<unknown, unknown>>;
+  collector: RecordCollector;
+  /** topics whose partition p belongs to this task (sinks to them default to partition p) */
+  coPartitioned: ReadonlySet<string>;
+  maxTaskIdleMs: number;
+  deserializationErrorPolicy: ErrorPolicy;
+  processingErrorPolicy: ErrorPolicy;
+  dlqTopic: string;
+  /** stores whose keys are the source record keys: read in one batch before a batch is processed */
+  prefetchStores?: readonly string[];
+  /** max records per processed batch */
+  maxBatchRecords?: number;
+  onDeadLetter?: (topic: string, code: string) => void;
+  onProcessed?: (count: number, seconds: number) => void;
+  now?: () => number;
+}
+
+interface Queue {
+  topic: string;
+  records: RawRecord[];
+  head: number;
+  /** next offset to commit (last processed + 1), or undefined if nothing processed since open */
+  committable: number | undefined;
+  /** highest offset known to exist on the broker (high watermark), if known */
+  highWatermark: number | undefined;
+  /** resolvers waiting for this queue to drain */
+  waiters: { upTo: number; resolve: () => void; reject: (e: unknown) => void }[];
+  emptySince: number | undefined;
+}
+
+interface Punctuator {
+  interval: number;
+  next: number;
+  type: PunctuationType;
+  cb: (time: number) => void | Promise<void>;
+  cancelled: boolean;
+}
+
+type TaskState = 'CREATED' | 'RUNNING' | 'CLOSED';
+
+class Node implements ProcessorContext {
+  processor: Processor | undefined;
+  children: Node[] = [];
+  childByName = new Map<string, Node>();
+  constructor(
+    readonly def: NodeDef,
+    readonly task: StreamTask,
+  ) {}
+
+  get applicationId(): string {
+    return this.task.applicationId;
+  }
+  get taskId(): string {
+    return this.task.id;
+  }
+  get partition(): number {
+    return this.task.partition;
+  }
+
+  async forward<K, V>(record: StreamRecord<K, V>, childName?: string): Promise<void> {
+    if (childName !== undefined) {
+      const child = this.childByName.get(childName);
+      if (!child)
+        throw new ProcessingError(
+          'UNKNOWN_CHILD',
+          `${this.def.name} forwarded to ${childName}, which is not its child`,
+        );
+      return child.receive(record);
+    }
+    const cs = this.children;
+    for (let i = 0; i < cs.length; i++) await cs[i]!.receive(record);
+  }
+
+  async receive(record: StreamRecord<unknown, unknown>): Promise<void> {
+    if (this.def.kind === 'sink') return this.task.sinkSend(this.def, record);
+    await this.processor!.process(record);
+  }
+
+  getStateStore<K, V>(name: string): KeyValueStore<K, V> {
+    if (!this.def.stores.includes(name))
+      throw new ProcessingError('STORE_NOT_CONNECTED', `store ${name} is not connected to processor ${this.def.name}`);
+    return this.task.store(name) as KeyValueStore<K, V>;
+  }
+
+  getGlobalTable<K, V>(name: string): GlobalTableView<K, V> {
+    const g = this.task.globalTables.get(name);
+    if (!g) throw new ProcessingError('UNKNOWN_GLOBAL_TABLE', `global table ${name} is not declared`);
+    return g as GlobalTableView<K, V>;
+  }
+
+  recordMetadata(): RecordMetadata | undefined {
+    return this.task.currentMetadata;
+  }
+
+  currentStreamTime(): number {
+    return this.task.streamTime;
+  }
+
+  schedule(intervalMs: number, type: PunctuationType, cb: (time: number) => void | Promise<void>): Cancellable {
+    return this.task.schedule(intervalMs, type, cb);
+  }
+}
+
+/** Built-in processor of a table source: upserts into the table's store. */
+class TableSourceProcessor implements Processor {
+  private store!: KeyValueStore<unknown, unknown>;
+  private ctx!: ProcessorContext;
+  constructor(private readonly def: NodeDef) {}
+  init(ctx: ProcessorContext): void {
+    this.ctx = ctx;
+    this.store = ctx.getStateStore(this.def.table!.store);
+  }
+  async process(record: StreamRecord): Promise<void> {
+    const spec = this.def.table!;
+    if (record.value === null || record.value === undefined) {
+      await this.store.delete(record.key);
+    } else if (spec.shouldApply) {
+      const current = await this.store.get(record.key);
+      if (!spec.shouldApply(current, record.value)) return;
+      await this.store.put(record.key, record.value);
+    } else await this.store.put(record.key, record.value);
+    await this.ctx.forward(record);
+  }
+}
+
+export class StreamTask {
+  readonly id: string;
+  readonly applicationId: string;
+  readonly partition: number;
+  readonly globalTables: ReadonlyMap<string, GlobalTableView<unknown, unknown>>;
+  streamTime = -1;
+  currentMetadata: RecordMetadata | undefined;
+  state: TaskState = 'CREATED';
+  processedSinceCommit = 0;
+
+  private readonly nodes = new Map<string, Node>();
+  private readonly queues = new Map<string, Queue>();
+  private readonly sourceByTopic = new Map<string, Node>();
+  private readonly queueList: Queue[] = [];
+  private readonly punctuators: Punctuator[] = [];
+  private pumping = false;
+  private pumpAgain = false;
+  private paused = false;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private fatal: unknown;
+  private readonly now: () => number;
+  private readonly maxBatch: number;
+
+  constructor(private readonly opts: TaskOptions) {
+    this.partition = opts.partition;
+    this.id = `0_${opts.partition}`;
+    this.applicationId = opts.applicationId;
+    this.globalTables = opts.globalTables;
+    this.now = opts.now ?? Date.now;
+    this.maxBatch = opts.maxBatchRecords ?? 1000;
+    for (const def of opts.topology.nodes.values()) this.nodes.set(def.name, new Node(def, this));
+    for (const node of this.nodes.values()) {
+      for (const c of node.def.children) {
+        const child = this.nodes.get(c)!;
+        node.children.push(child);
+        node.childByName.set(c, child);
+      }
+    }
+    for (const topic of opts.topology.sourceTopics()) {
+      this.sourceByTopic.set(topic, this.nodes.get(opts.topology.sourceNodeFor(topic).name)!);
+      const q: Queue = {
+        topic,
+        records: [],
+        head: 0,
+        committable: undefined,
+        highWatermark: undefined,
+        waiters: [],
+        emptySince: undefined,
+      };
+      this.queues.set(topic, q);
+      this.queueList.push(q);
+    }
+  }
+
+  store(name: string): KeyValueStore<unknown, unknown> {
+    const s = this.opts.stores.get(name);
+    if (!s) throw new ProcessingError('UNKNOWN_STORE', `store ${name} is not open in task ${this.id}`);
+    return s;
+  }
+
+  /** Instantiates and initialises every processor. */
+  async init(): Promise<void> {
+    for (const node of this.nodes.values()) {
+      if (node.def.kind === 'processor') node.processor = node.def.supplier!();
+      else if (node.def.kind === 'table') node.processor = new TableSourceProcessor(node.def);
+      else if (node.def.kind === 'source') {
+        node.processor = { process: (r) => node.forward(r) };
+      }
+      if (node.processor?.init) await node.processor.init(node);
+    }
+    this.state = 'RUNNING';
+  }
+
+  schedule(intervalMs: number, type: PunctuationType, cb: (time: number) => void | Promise<void>): Cancellable {
+    if (!(intervalMs > 0))
+      throw new ProcessingError('BAD_PUNCTUATION', `punctuation interval must be > 0, got ${intervalMs}`);
+    const base = type === 'STREAM_TIME' ? this.streamTime : this.now();
+    const p: Punctuator = {
+      interval: intervalMs,
+      next: (base < 0 ? 0 : base) + intervalMs,
+      type,
+      cb,
+      cancelled: false,
+    };
+    this.punctuators.push(p);
+    return {
+      cancel: () => {
+        p.cancelled = true;
+      },
+    };
+  }
+
+  /** Adds fetched records for one source partition; resolves when all of them are processed. */
+  enqueue(topic: string, records: RawRecord[], highWatermark?: number): Promise<void> {
+    const q = this.queues.get(topic);
+    if (!q) return Promise.reject(new ProcessingError('UNKNOWN_SOURCE', `task ${this.id} does not read ${topic}`));
+    if (this.state === 'CLOSED')
+      return Promise.reject(new StreamsError('TASK_CLOSED', `task ${this.id} is closed`, { retriable: true }));
+    if (highWatermark !== undefined) q.highWatermark = highWatermark;
+    if (!records.length) return Promise.resolve();
+    for (const r of records) q.records.push(r);
+    q.emptySince = undefined;
+    const upTo = records[records.length - 1]!.offset;
+    const done = new Promise<void>((resolve, reject) => q.waiters.push({ upTo, resolve, reject }));
+    this.kick();
+    return done;
+  }
+
+  /** Records queued and not yet processed. */
+  buffered(): number {
+    let n = 0;
+    for (const q of this.queueList) n += q.records.length - q.head;
+    return n;
+  }
+
+  /** Stops processing at the next batch boundary (for a commit); `resume()` goes on. */
+  pause(): void {
+    this.paused = true;
+  }
+
+  resume(): void {
+    this.paused = false;
+    this.kick();
+  }
+
+  private kick(): void {
+    if (this.paused) return;
+    if (this.pumping) {
+      this.pumpAgain = true;
+      return;
+    }
+    void this.pump();
+  }
+
+  /** Processes what can be processed, in batches, until the queues are empty or must wait. */
+  private async pump(): Promise<void> {
+    this.pumping = true;
+    try {
+      do {
+        this.pumpAgain = false;
+        for (;;) {
+          if (this.state !== 'RUNNING' || this.paused) return;
+          const batch = this.nextBatch();
+          if (!batch) break;
+          await this.processBatch(batch);
+        }
+      } while (this.pumpAgain);
+    } catch (e) {
+      this.fail(e);
+    } finally {
+      this.pumping = false;
+    }
+  }
+
+  private fail(e: unknown): void {
+    this.fatal = e;
+    for (const q of this.queueList) {
+      for (const w of q.waiters) w.reject(e);
+      q.waiters = [];
+    }
+  }
+
+  /** The error that stopped the task, if any. */
+  failure(): unknown {
+    return this.fatal;
+  }
+
+  /**
+   * Picks up to maxBatch records in timestamp order. Returns undefined when nothing can be
+   * processed now (empty, or waiting for a lagging partition within maxTaskIdleMs).
+   */
+  private nextBatch(): { q: Queue; r: RawRecord }[] | undefined {
+    const out: { q: Queue; r: RawRecord }[] = [];
+    const now = this.now();
+    // cursors, so a batch can be chosen without consuming yet
+    const heads = this.queueList.map((q) => q.head);
+    while (out.length < this.maxBatch) {
+      let best = -1;
+      let bestTs = Infinity;
+      let mustWait = false;
+      for (let i = 0; i < this.queueList.length; i++) {
+        const q = this.queueList[i]!;
+        const h = heads[i]!;
+        if (h < q.records.length) {
+          const ts = q.records[h]!.timestamp;
+          if (ts < bestTs) {
+            bestTs = ts;
+            best = i;
+          }
+        } else if (this.lagging(q, h)) {
+          if (q.emptySince === undefined) q.emptySince = now;
+          if (now - q.emptySince < this.opts.maxTaskIdleMs) mustWait = true;
+        }
+      }
+      if (best < 0) break;
+      if (mustWait) {
+        if (out.length === 0) this.armIdleTimer();
+        break;
+      }
+      const q = this.queueList[best]!;
+      out.push({ q, r: q.records[heads[best]!]! });
+      heads[best]!++;
+    }
+    return out.length ? out : undefined;
+  }
+
+  /** The broker holds records for this partition that are not buffered yet. */
+  private lagging(q: Queue, head: number): boolean {
+    if (q.highWatermark === undefined) return false;
+    const last = head > 0 ? q.records[head - 1]!.offset : (q.committable ?? 0) - 1;
+    return last + 1 < q.highWatermark;
+  }
+
+  private armIdleTimer(): void {
+    if (this.idleTimer) return;
+    this.idleTimer = setTimeout(
+      () => {
+        this.idleTimer = undefined;
+        this.kick();
+      },
+      Math.max(1, this.opts.maxTaskIdleMs),
+    );
+    this.idleTimer.unref?.();
+  }
+
+  private async processBatch(batch: { q: Queue; r: RawRecord }[]): Promise<void> {
+    const t0 = performance.now();
+    // 1. decode the batch (serde caches were prepared when the records were fetched)
+    const decoded: (StreamRecord | undefined)[] = new Array(batch.length);
+    for (let i = 0; i < batch.length; i++) {
+      const { q, r } = batch[i]!;
+      const src = this.sourceByTopic.get(q.topic)!.def;
+      const spec = src.source ?? src.table!;
+      try {
+        const key = r.key === null ? null : spec.key.deserialize(q.topic, r.key);
+        const value = r.value === null ? null : spec.value.deserialize(q.topic, r.value);
+        decoded[i] = { key, value, timestamp: r.timestamp, headers: normaliseHeaders(r.headers) };
+      } catch (e) {
+        this.handleError(q, r, e, this.opts.deserializationErrorPolicy, 'DESERIALIZATION_FAILED');
+        decoded[i] = undefined;
+      }
+    }
+    // 2. read the stores for the whole batch at once
+    if (this.opts.prefetchStores?.length) {
+      const keys = [...new Set(decoded.flatMap((d) => (d && d.key !== null && d.key !== undefined ? [d.key] : [])))];
+      if (keys.length) await Promise.all(this.opts.prefetchStores.map((s) => this.store(s).getAll(keys)));
+    }
+    // 3. process one by one, in order
+    for (let i = 0; i < batch.length; i++) {
+      const { q, r } = batch[i]!;
+      const rec = decoded[i];
+      if (rec) {
+        this.currentMetadata = { topic: q.topic, partition: this.partition, offset: r.offset };
+        if (rec.timestamp > this.streamTime) this.streamTime = rec.timestamp;
+        const source = this.sourceByTopic.get(q.topic)!;
+        try {
+          await source.processor!.process(rec);
+        } catch (e) {
+          if (this.state !== 'RUNNING') throw e;
+          this.handleError(q, r, e, this.opts.processingErrorPolicy, 'PROCESSING_FAILED');
+        }
+        this.currentMetadata = undefined;
+        await this.punctuateStreamTime();
+      }
+      q.head++;
+      q.committable = r.offset + 1;
+      this.processedSinceCommit++;
+      this.release(q);
+    }
+    this.compact();
+    this.opts.onProcessed?.(batch.length, (performance.now() - t0) / 1000);
+  }
+
+  private release(q: Queue): void {
+    const done = q.committable! - 1;
+    while (q.waiters.length && q.waiters[0]!.upTo <= done) q.waiters.shift()!.resolve();
+  }
+
+  private compact(): void {
+    for (const q of this.queueList) {
+      if (q.head > 0 && q.head >= q.records.length / 2) {
+        q.records.splice(0, q.head);
+        q.head = 0;
+      }
+    }
+  }
+
+  private handleError(q: Queue, r: RawRecord, e: unknown, policy: ErrorPolicy, fallbackCode: string): void {
+    const code = e instanceof StreamsError ? e.code : fallbackCode;
+    const message = e instanceof Error ? e.message : String(e);
+    if (policy === 'fail') {
+      throw new ProcessingError(code, `task ${this.id}: ${q.topic}-${this.partition}@${r.offset}: ${message}`, {
+        cause: e,
+      });
+    }
+    this.opts.collector.send({
+      topic: this.opts.dlqTopic,
+      key: r.key,
+      value: r.value,
+      timestamp: r.timestamp,
+      headers: {
+        'dlq.source.topic': q.topic,
+        'dlq.source.partition': String(this.partition),
+        'dlq.source.offset': String(r.offset),
+        'dlq.error.code': code,
+        'dlq.error.message': message.slice(0, 1000),
+        'dlq.error.kind': e instanceof SerdeError ? 'deserialization' : 'processing',
+        'dlq.application.id': this.applicationId,
+      },
+    });
+    this.opts.onDeadLetter?.(q.topic, code);
+  }
+
+  /** Sends a record through a sink node. */
+  sinkSend(def: NodeDef, record: StreamRecord): void {
+    const sink = def.sink!;
+    const out: OutgoingRecord = {
+      topic: sink.topic,
+      key: record.key === null || record.key === undefined ? null : sink.key.serialize(sink.topic, record.key),
+      value:
+        record.value === null || record.value === undefined ? null : sink.value.serialize(sink.topic, record.value),
+      timestamp: record.timestamp,
+    };
+    if (record.headers) out.headers = record.headers;
+    const mode = sink.partitioner ?? (this.opts.coPartitioned.has(sink.topic) ? 'task' : 'murmur2');
+    if (mode === 'task') out.partition = this.partition;
+    this.opts.collector.send(out);
+  }
+
+  private async punctuateStreamTime(): Promise<void> {
+    for (const p of this.punctuators) {
+      if (p.cancelled || p.type !== 'STREAM_TIME' || this.streamTime < p.next) continue;
+      await p.cb(this.streamTime);
+      // skip missed intervals, like Kafka Streams
+      p.next = this.streamTime - ((this.streamTime - p.next) % p.interval) + p.interval;
+    }
+  }
+
+  /** Runs due wall-clock punctuations (the engine calls this periodically). */
+  async punctuateWallClock(now = this.now()): Promise<void> {
+    if (this.state !== 'RUNNING' || this.pumping) return;
+    for (const p of this.punctuators) {
+      if (p.cancelled || p.type !== 'WALL_CLOCK_TIME' || now < p.next) continue;
+      await p.cb(now);
+      p.next = now + p.interval;
+    }
+  }
+
+  /** Waits until the task is not in the middle of a batch. */
+  async quiesce(): Promise<void> {
+    while (this.pumping) await new Promise((r) => setImmediate(r));
+    if (this.fatal) throw this.fatal;
+  }
+
+  /** Next offsets to commit per source topic (for this task's partition). */
+  committableOffsets(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const q of this.queueList) if (q.committable !== undefined) out.set(q.topic, q.committable);
+    return out;
+  }
+
+  /** Flushes every store of the task (caches write down; changelog records go to the collector). */
+  async flushStores(): Promise<void> {
+    for (const s of this.opts.stores.values()) await s.flush();
+  }
+
+  /** Drops buffered records (used when the partition is revoked or the consumer seeks). */
+  clearBuffers(reason: StreamsError): void {
+    for (const q of this.queueList) {
+      q.records = [];
+      q.head = 0;
+      for (const w of q.waiters) w.reject(reason);
+      q.waiters = [];
+    }
+  }
+
+  /** Closes the processors (never the stores: the runtime closes them). */
+  async close(): Promise<void> {
+    if (this.state === 'CLOSED') return;
+    this.state = 'CLOSED';
+    if (this.idleTimer) clearTimeout(this.idleTimer);
+    this.clearBuffers(new StreamsError('TASK_CLOSED', `task ${this.id} closed`, { retriable: true }));
+    for (const node of this.nodes.values()) await node.processor?.close?.();
+  }
+}
+
+function normaliseHeaders(h: RawRecord['headers']): Headers | undefined {
+  if (!h) return undefined;
+  const out: Headers = {};
+  let any = false;
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined) continue;
+    out[k] = Array.isArray(v) ? v[v.length - 1]! : v;
+    any = true;
+  }
+  return any ? out : undefined;
+}
