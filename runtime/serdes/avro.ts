@@ -66,7 +66,9 @@ export function avroSerde<T>(opts: AvroSerdeOptions): AvroSerde<T> {
   try {
     type = avro.Type.forSchema(opts.schema as avro.Schema, { ...AVRO_TYPE_OPTIONS });
   } catch (e) {
-    throw new ConfigError('schema', `invalid Avro schema for subject ${subject}: ${(e as Error).message}`, { cause: e });
+    throw new ConfigError('schema', `invalid Avro schema for subject ${subject}: ${(e as Error).message}`, {
+      cause: e,
+    });
   }
   const schemaJson = JSON.stringify(opts.schema);
 
@@ -121,7 +123,8 @@ export function avroSerde<T>(opts: AvroSerdeOptions): AvroSerde<T> {
     },
 
     schemaId() {
-      if (ownId === undefined) throw new IllegalStateError(`avro serde for subject ${subject}: schemaId() before init()`);
+      if (ownId === undefined)
+        throw new IllegalStateError(`avro serde for subject ${subject}: schemaId() before init()`);
       return ownId;
     },
 
@@ -152,22 +155,21 @@ export function avroSerde<T>(opts: AvroSerdeOptions): AvroSerde<T> {
       const id = ownId;
       if (id === undefined) throw new IllegalStateError(`avro serde for subject ${subject}: serialize() before init()`);
       let end: number;
-      try {
-        for (;;) {
+      for (;;) {
+        try {
           end = type.encode(value, scratch, HEADER_SIZE);
-          if (end >= 0) break;
-          // avsc returns minus the number of missing bytes
-          const needed = scratch.length - end;
-          if (needed > maxBytes) throw new SerdeError('RECORD_TOO_LARGE', '');
-          scratch = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(needed, scratch.length * 2)));
+        } catch (e) {
+          throw encodeError(topic, value, e);
         }
-      } catch (e) {
-        if (e instanceof SerdeError)
+        if (end >= 0) break;
+        // avsc returns minus the number of missing bytes: grow the scratch buffer and encode again
+        const needed = scratch.length - end;
+        if (needed > maxBytes)
           throw new SerdeError(
             'RECORD_TOO_LARGE',
-            `value for ${topic} (subject ${subject}) encodes to more than maxBytes=${maxBytes} bytes`,
+            `value for ${topic} (subject ${subject}) encodes to ${needed} bytes, more than maxBytes=${maxBytes}`,
           );
-        throw encodeError(topic, value, e);
+        scratch = Buffer.allocUnsafe(Math.min(maxBytes, Math.max(needed, scratch.length * 2)));
       }
       const out = Buffer.allocUnsafe(end);
       scratch.copy(out, HEADER_SIZE, HEADER_SIZE, end);
@@ -181,9 +183,15 @@ export function avroSerde<T>(opts: AvroSerdeOptions): AvroSerde<T> {
       if (len > maxBytes)
         throw new SerdeError('RECORD_TOO_LARGE', `record on ${topic} is ${len} bytes, more than maxBytes=${maxBytes}`);
       if (len < HEADER_SIZE)
-        throw new SerdeError('RECORD_TRUNCATED', `record on ${topic} is ${len} bytes, shorter than the ${HEADER_SIZE}-byte header`);
+        throw new SerdeError(
+          'RECORD_TRUNCATED',
+          `record on ${topic} is ${len} bytes, shorter than the ${HEADER_SIZE}-byte header`,
+        );
       if (data[0] !== MAGIC_BYTE)
-        throw new SerdeError('BAD_MAGIC_BYTE', `record on ${topic} starts with byte ${data[0]}, not the Confluent magic byte 0`);
+        throw new SerdeError(
+          'BAD_MAGIC_BYTE',
+          `record on ${topic} starts with byte ${data[0]}, not the Confluent magic byte 0`,
+        );
       const id = data.readInt32BE(1);
       const reader = readers.get(id);
       let resolver: Resolver | undefined;
@@ -228,7 +236,12 @@ function describeValue(v: unknown): string {
   if (v === null) return 'null';
   if (Array.isArray(v)) return 'an array';
   if (Buffer.isBuffer(v)) return 'a Buffer';
-  if (typeof v === 'number') return Number.isInteger(v) ? (Number.isSafeInteger(v) ? 'an integer' : 'an unsafe integer') : 'a non-integer number';
+  if (typeof v === 'number')
+    return Number.isInteger(v)
+      ? Number.isSafeInteger(v)
+        ? 'an integer'
+        : 'an unsafe integer'
+      : 'a non-integer number';
   return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
 }
 

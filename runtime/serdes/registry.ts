@@ -97,7 +97,8 @@ export function createSchemaRegistry(cfg: RegistryConfig): SchemaRegistry {
         ? {
             middlewares: [
               () => ({
-                prepareRequest: async (next) => (await next()).enhance({ headers: { authorization: `Bearer ${bearer}` } }),
+                prepareRequest: async (next) =>
+                  (await next()).enhance({ headers: { authorization: `Bearer ${bearer}` } }),
               }),
             ],
           }
@@ -157,14 +158,20 @@ export class ConfluentRegistryClient implements RegistryClient {
       return id;
     } catch (e) {
       throw this.mapError(e, `registering a schema under subject ${subject}`, {
-        409: (m) => new SerdeError('SCHEMA_INCOMPATIBLE', `registry refused the schema for subject ${subject}: ${m}`, { cause: e }),
+        409: (m) =>
+          new SerdeError('SCHEMA_INCOMPATIBLE', `registry refused the schema for subject ${subject}: ${m}`, {
+            cause: e,
+          }),
       });
     }
   }
 
   async lookup(subject: string, schema: object | string): Promise<number> {
     try {
-      return await this.schemaRegistry.getRegistryIdBySchema(subject, { type: SchemaType.AVRO, schema: schemaText(schema) });
+      return await this.schemaRegistry.getRegistryIdBySchema(subject, {
+        type: SchemaType.AVRO,
+        schema: schemaText(schema),
+      });
     } catch (e) {
       // the library rethrows a 404 as a ConfluentSchemaRegistryError, dropping the status
       const err = asHttpError(e);
@@ -209,8 +216,7 @@ export class ConfluentRegistryClient implements RegistryClient {
         404: (m) => new SerdeError('UNKNOWN_SCHEMA_ID', `schema id ${id} is not in the registry: ${m}`, { cause: e }),
       });
     }
-    if (!avro.Type.isType(schema))
-      throw new SerdeError('SCHEMA_NOT_AVRO', `schema id ${id} is not an Avro schema`);
+    if (!avro.Type.isType(schema)) throw new SerdeError('SCHEMA_NOT_AVRO', `schema id ${id} is not an Avro schema`);
     return schema as Type;
   }
 
@@ -221,10 +227,18 @@ export class ConfluentRegistryClient implements RegistryClient {
     const special = err.status !== undefined ? byStatus[err.status] : undefined;
     if (special) return special(m);
     if (err.status === 401 || err.status === 403)
-      return new ConfigError('schemaRegistry.username', `the registry refused the credentials (HTTP ${err.status}) ${doing}: ${m}`, {
-        cause: e,
-      });
-    if (err.status === 422 || err.name === 'ConfluentSchemaRegistryInvalidSchemaError' || err.name === 'ConfluentSchemaRegistryArgumentError')
+      return new ConfigError(
+        'schemaRegistry.username',
+        `the registry refused the credentials (HTTP ${err.status}) ${doing}: ${m}`,
+        {
+          cause: e,
+        },
+      );
+    if (
+      err.status === 422 ||
+      err.name === 'ConfluentSchemaRegistryInvalidSchemaError' ||
+      err.name === 'ConfluentSchemaRegistryArgumentError'
+    )
       return new SerdeError('SCHEMA_INVALID', `invalid schema ${doing}: ${m}`, { cause: e });
     if (err.name === 'ConfluentSchemaRegistryCompatibilityError')
       return new SerdeError(
@@ -234,7 +248,10 @@ export class ConfluentRegistryClient implements RegistryClient {
       );
     if (err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 408 && err.status !== 429)
       return new SerdeError('REGISTRY_REQUEST_FAILED', `HTTP ${err.status} ${doing}: ${m}`, { cause: e });
-    return new StreamsError('REGISTRY_UNAVAILABLE', `schema registry failed ${doing}: ${m}`, { retriable: true, cause: e });
+    return new StreamsError('REGISTRY_UNAVAILABLE', `schema registry failed ${doing}: ${m}`, {
+      retriable: true,
+      cause: e,
+    });
   }
 }
 

@@ -112,7 +112,10 @@ const v2 = {
 /** `n` changed from int to string: cannot be read as v1. */
 const unrelated = {
   ...v1,
-  fields: [{ name: 'id', type: 'string' }, { name: 'n', type: 'string' }],
+  fields: [
+    { name: 'id', type: 'string' },
+    { name: 'n', type: 'string' },
+  ],
 };
 
 interface MailV1 {
@@ -187,7 +190,9 @@ afterEach(() => {
 describe('avroSerde: configuration and init', () => {
   it('refuses an invalid schema or maxBytes at construction', () => {
     const reg = new FakeRegistry();
-    expect(() => avroSerde({ registry: reg, subject: SUBJECT, schema: { type: 'record', name: 'X' } })).toThrow(ConfigError);
+    expect(() => avroSerde({ registry: reg, subject: SUBJECT, schema: { type: 'record', name: 'X' } })).toThrow(
+      ConfigError,
+    );
     expect(() => avroSerde({ registry: reg, subject: SUBJECT, schema: v1, maxBytes: 4 })).toThrow(/maxBytes/);
     expect(() => avroSerde({ registry: reg, subject: '', schema: v1 })).toThrow(ConfigError);
   });
@@ -359,7 +364,12 @@ describe('avroSerde: deserialize errors', () => {
     ]);
     expect(codeOf(() => s2.deserialize(TOPIC, frame(s2.schemaId(), badUnion)))).toBe('AVRO_DECODE');
 
-    const hugeLong = Buffer.concat([Buffer.from([2, 0x6d]), zigzagVarint(1n), zigzagVarint(1n << 60n), Buffer.from([2, 0x61])]);
+    const hugeLong = Buffer.concat([
+      Buffer.from([2, 0x6d]),
+      zigzagVarint(1n),
+      zigzagVarint(1n << 60n),
+      Buffer.from([2, 0x61]),
+    ]);
     const e = errorOf(() => serde.deserialize(TOPIC, frame(serde.schemaId(), hugeLong)));
     expect(e.code).toBe('AVRO_DECODE');
     expect(e.message).toMatch(/precision/);
@@ -452,4 +462,3 @@ describe('avroSerde: prepare', () => {
     expect(serde.deserialize(TOPIC, down)).toEqual(mail1);
   });
 });
-

@@ -75,7 +75,9 @@ describe('createRegistryClient: configuration and auth', () => {
   });
 
   it('sends HTTP basic auth when given username and password', async () => {
-    const reg = await fakeRegistry(on('GET', '/subjects/s-value/versions/latest', { status: 200, body: { id: 3, version: 1 } }));
+    const reg = await fakeRegistry(
+      on('GET', '/subjects/s-value/versions/latest', { status: 200, body: { id: 3, version: 1 } }),
+    );
     const client = createRegistryClient({ url: reg.url, username: 'key', password: 's3cret' });
     expect(await client.latestId('s-value')).toBe(3);
     expect(reg.seen[0]!.authorization).toBe(`Basic ${Buffer.from('key:s3cret').toString('base64')}`);
@@ -89,8 +91,12 @@ describe('createRegistryClient: configuration and auth', () => {
   });
 
   it('a refused credential is a ConfigError', async () => {
-    const reg = await fakeRegistry(on('GET', '/versions/latest', { status: 401, body: { error_code: 401, message: 'Unauthorized' } }));
-    const err = await createRegistryClient({ url: reg.url, username: 'k', password: 'bad' }).latestId('s').catch((e: unknown) => e);
+    const reg = await fakeRegistry(
+      on('GET', '/versions/latest', { status: 401, body: { error_code: 401, message: 'Unauthorized' } }),
+    );
+    const err = await createRegistryClient({ url: reg.url, username: 'k', password: 'bad' })
+      .latestId('s')
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ConfigError);
     expect((err as Error).message).toMatch(/401.*Unauthorized/);
   });
@@ -98,7 +104,9 @@ describe('createRegistryClient: configuration and auth', () => {
 
 describe('RegistryClient.register', () => {
   it('returns the existing id without registering when the subject already holds the schema', async () => {
-    const reg = await fakeRegistry(on('POST', '/subjects/s-value', { status: 200, body: { subject: 's-value', version: 1, id: 12 } }));
+    const reg = await fakeRegistry(
+      on('POST', '/subjects/s-value', { status: 200, body: { subject: 's-value', version: 1, id: 12 } }),
+    );
     expect(await createRegistryClient({ url: reg.url }).register('s-value', schema)).toBe(12);
     expect(reg.seen.map((s) => `${s.method} ${s.url}`)).toEqual(['POST /apis/ccompat/v7/subjects/s-value']);
     expect(JSON.parse(reg.seen[0]!.body)).toEqual({ schema: JSON.stringify(schema) });
@@ -119,12 +127,15 @@ describe('RegistryClient.register', () => {
   });
 
   it('an incompatible schema (HTTP 409) is SCHEMA_INCOMPATIBLE with the registry message', async () => {
-    const msg = 'Incompatible artifact: s-value [AVRO], num of incompatible diffs: {1}, list of diff types: [b at /fields/1]';
+    const msg =
+      'Incompatible artifact: s-value [AVRO], num of incompatible diffs: {1}, list of diff types: [b at /fields/1]';
     const reg = await fakeRegistry(
       on('GET', '/config/s-value', { status: 200, body: { compatibilityLevel: 'BACKWARD' } }),
       on('POST', '/subjects/s-value/versions', { status: 409, body: { error_code: 409, message: msg } }),
     );
-    const err = await createRegistryClient({ url: reg.url }).register('s-value', schema).catch((e: unknown) => e);
+    const err = await createRegistryClient({ url: reg.url })
+      .register('s-value', schema)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(SerdeError);
     expect(err).toMatchObject({ code: 'SCHEMA_INCOMPATIBLE' });
     expect((err as Error).message).toContain(msg);
@@ -133,14 +144,20 @@ describe('RegistryClient.register', () => {
 
   it('a subject whose compatibility is not BACKWARD is refused before registering', async () => {
     const reg = await fakeRegistry(on('GET', '/config/s-value', { status: 200, body: { compatibilityLevel: 'NONE' } }));
-    const err = await createRegistryClient({ url: reg.url }).register('s-value', schema).catch((e: unknown) => e);
+    const err = await createRegistryClient({ url: reg.url })
+      .register('s-value', schema)
+      .catch((e: unknown) => e);
     expect(err).toMatchObject({ code: 'SCHEMA_COMPATIBILITY_MISMATCH' });
     expect(reg.seen.some((s) => s.url.endsWith('/versions'))).toBe(false);
   });
 
   it('a registry failure is a retriable REGISTRY_UNAVAILABLE', async () => {
-    const reg = await fakeRegistry(on('POST', '/subjects/s-value', { status: 500, body: { error_code: 50001, message: 'boom' } }));
-    const err = await createRegistryClient({ url: reg.url }).register('s-value', schema).catch((e: unknown) => e);
+    const reg = await fakeRegistry(
+      on('POST', '/subjects/s-value', { status: 500, body: { error_code: 50001, message: 'boom' } }),
+    );
+    const err = await createRegistryClient({ url: reg.url })
+      .register('s-value', schema)
+      .catch((e: unknown) => e);
     expect(err).toBeInstanceOf(StreamsError);
     expect(err).toMatchObject({ code: 'REGISTRY_UNAVAILABLE', retriable: true });
   });
@@ -155,7 +172,9 @@ describe('RegistryClient look-ups', () => {
   });
 
   it('schemaById shares one request between concurrent callers and caches the type', async () => {
-    const reg = await fakeRegistry(on('GET', '/schemas/ids/21', { status: 200, body: { schema: JSON.stringify(schema) }, delayMs: 30 }));
+    const reg = await fakeRegistry(
+      on('GET', '/schemas/ids/21', { status: 200, body: { schema: JSON.stringify(schema) }, delayMs: 30 }),
+    );
     const client = createRegistryClient({ url: reg.url });
     const [a, b] = await Promise.all([client.schemaById(21), client.schemaById(21)]);
     expect(a).toBe(b);
@@ -168,7 +187,9 @@ describe('RegistryClient look-ups', () => {
   it('an unknown id is UNKNOWN_SCHEMA_ID, and is asked again next time', async () => {
     let exists = false;
     const reg = await fakeRegistry((req) =>
-      req.url.endsWith('/schemas/ids/22') && exists ? { status: 200, body: { schema: JSON.stringify(schema) } } : undefined,
+      req.url.endsWith('/schemas/ids/22') && exists
+        ? { status: 200, body: { schema: JSON.stringify(schema) } }
+        : undefined,
     );
     const client = createRegistryClient({ url: reg.url });
     await expect(client.schemaById(22)).rejects.toMatchObject({ code: 'UNKNOWN_SCHEMA_ID' });
@@ -181,6 +202,8 @@ describe('RegistryClient look-ups', () => {
     const reg = await fakeRegistry(
       on('GET', '/schemas/ids/23', { status: 200, body: { schemaType: 'JSON', schema: '{"type":"object"}' } }),
     );
-    await expect(createRegistryClient({ url: reg.url }).schemaById(23)).rejects.toMatchObject({ code: 'SCHEMA_NOT_AVRO' });
+    await expect(createRegistryClient({ url: reg.url }).schemaById(23)).rejects.toMatchObject({
+      code: 'SCHEMA_NOT_AVRO',
+    });
   });
 });
