@@ -88,7 +88,10 @@ export async function readRanges(
           }
         }
       });
-      consumer.on(consumer.events.CRASH, (e) => reject(e.payload.error));
+      // kafkajs restarts itself after retriable errors (e.g. the coordinator is loading)
+      consumer.on(consumer.events.CRASH, (e) => {
+        if (!e.payload.restart) reject(e.payload.error);
+      });
       consumer
         .run({
           autoCommit: false,
@@ -147,7 +150,9 @@ export async function followTopics(
   });
   await consumer.connect();
   await consumer.subscribe({ topics, fromBeginning: true });
-  consumer.on(consumer.events.CRASH, (e) => fail(e.payload.error));
+  consumer.on(consumer.events.CRASH, (e) => {
+    if (!e.payload.restart) fail(e.payload.error);
+  });
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {

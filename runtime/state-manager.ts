@@ -57,6 +57,8 @@ export class TaskStateManager {
   /** offsets known to be in the local stores: restored-to or written-and-acknowledged */
   private readonly positions = new Map<string, number>();
   restoredRecords = 0;
+  /** timestamp for changelog records: the task sets it to the record being processed */
+  timestamp: () => number = Date.now;
 
   constructor(
     private readonly opts: {
@@ -106,7 +108,7 @@ export class TaskStateManager {
                 key,
                 value,
                 partition: this.opts.partition,
-                timestamp: Date.now(),
+                timestamp: this.timestamp(),
               }),
           }
         : undefined;
@@ -115,6 +117,7 @@ export class TaskStateManager {
           name: r.spec.name,
           dir,
           cacheMaxEntries: r.spec.cacheMaxEntries ?? this.opts.cacheMaxEntries,
+          writeThrough: r.spec.writeThrough ?? false,
           sink,
           keySerde: storeSerdeFor(r.spec.key, r.changelogTopic ?? r.spec.name),
           valueSerde: storeSerdeFor(r.spec.value, r.changelogTopic ?? r.spec.name),

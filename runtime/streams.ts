@@ -122,8 +122,18 @@ export class KafkaStreams {
         ...(kafkaSecurity(config) as Pick<KafkaConfig, 'ssl' | 'sasl'>),
       });
     this.coPartitioned = new Set(topology.sourceTopics());
-    this.prefetchStores = [...topology.stores.values()].filter((s) => s.cacheMaxEntries !== 0).map((s) => s.name);
+    this.prefetchStores = [...topology.stores.values()]
+      .filter((s) => s.prefetch && s.cacheMaxEntries !== 0)
+      .map((s) => s.name);
     this.metrics.state.set({ state: 'CREATED' }, 1);
+  }
+
+  private advertised: string | undefined;
+
+  /** The URL other instances use to reach this one (set before start when the port is dynamic). */
+  setAdvertisedUrl(url: string): void {
+    if (this._state !== 'CREATED') throw new IllegalStateError('the advertised URL must be set before start');
+    this.advertised = url;
   }
 
   get state(): StreamsState {
@@ -323,7 +333,7 @@ export class KafkaStreams {
         if (m && existsSync(join(appDir, d, '.checkpoint'))) stateful.push(Number(m[1]));
       }
     }
-    return { endpoint: this.config.advertisedUrl, owned, stateful };
+    return { endpoint: this.advertised ?? this.config.advertisedUrl, owned, stateful };
   }
 
   private async startConsumer(): Promise<void> {
@@ -461,9 +471,31 @@ export class KafkaStreams {
         this.metrics.processLatency.observe({ task: taskId }, s);
       },
     });
+    state.timestamp = () => (task.currentTimestamp >= 0 ? task.currentTimestamp : Date.now());
+    await this.positionTask(task);
     await task.init();
     h.task = task;
     return task;
+  }
+
+  /** Committed offsets and high watermarks of the task's source partitions. */
+  private async positionTask(task: StreamTask): Promise<void> {
+    const admin = this.kafka.admin();
+    await admin.connect();
+    try {
+      const topics = this.topology.sourceTopics();
+      const committed = await admin.fetchOffsets({ groupId: this.config.applicationId, topics });
+      for (const topic of topics) {
+        const ends = await admin.fetchTopicOffsets(topic);
+        const end = ends.find((e) => e.partition === task.partition);
+        const c = committed.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === task.partition);
+        const offset = c ? Number(c.offset) : -1;
+        // without a committed offset the group starts at the log start (fromBeginning)
+        task.setPosition(topic, offset >= 0 ? offset : Number(end?.low ?? 0), Number(end?.high ?? 0));
+      }
+    } finally {
+      await admin.disconnect();
+    }
   }
 
   /** Closes a revoked task. Clean (flushed, checkpointed) if nothing was processed since the last commit. */

@@ -172,6 +172,8 @@ export class StreamTask {
   readonly partition: number;
   readonly globalTables: ReadonlyMap<string, GlobalTableView<unknown, unknown>>;
   streamTime = -1;
+  /** timestamp of the record being processed (or stream time inside a punctuation) */
+  currentTimestamp = -1;
   currentMetadata: RecordMetadata | undefined;
   state: TaskState = 'CREATED';
   processedSinceCommit = 0;
@@ -256,6 +258,18 @@ export class StreamTask {
         p.cancelled = true;
       },
     };
+  }
+
+  /**
+   * Tells the task where a source partition starts (the committed offset) and ends (the high
+   * watermark) before anything is fetched, so it waits for data the broker holds instead of
+   * racing ahead on the partitions fetched first.
+   */
+  setPosition(topic: string, committed: number | undefined, highWatermark: number): void {
+    const q = this.queues.get(topic);
+    if (!q) return;
+    if (q.committable === undefined && committed !== undefined && committed >= 0) q.committable = committed;
+    q.highWatermark = highWatermark;
   }
 
   /** Adds fetched records for one source partition; resolves when all of them are processed. */
@@ -420,6 +434,7 @@ export class StreamTask {
       if (rec) {
         this.currentMetadata = { topic: q.topic, partition: this.partition, offset: r.offset };
         if (rec.timestamp > this.streamTime) this.streamTime = rec.timestamp;
+        this.currentTimestamp = rec.timestamp;
         const source = this.sourceByTopic.get(q.topic)!;
         try {
           await source.processor!.process(rec);

@@ -45,6 +45,16 @@ export interface StoreSpec<K = unknown, V = unknown> {
   changelog?: 'internal' | { topic: string } | false;
   /** write-back cache entries per task; 0 disables the cache */
   cacheMaxEntries?: number;
+  /**
+   * Every write goes to the store and its changelog at once (the cache serves reads only), so
+   * every change is emitted; default false (write-back: changes between commits collapse).
+   */
+  writeThrough?: boolean;
+  /**
+   * The store is keyed like the source records: before a batch is processed, the task reads the
+   * batch's keys from it in one call (a multi-get into the cache).
+   */
+  prefetch?: boolean;
   /** in-memory instead of RocksDB */
   inMemory?: boolean;
 }

@@ -4,6 +4,12 @@ import { bytesKey, storeClosedError, type BytesStore, type Entry } from './store
 export interface CachingStoreOptions {
   /** most entries (clean, dirty and cached tombstones) kept before evicting the least recently used */
   maxEntries: number;
+  /**
+   * Write-through instead of write-back: every write goes to the inner store (and so to the
+   * changelog) at once, and the cache serves reads only. For stores whose every change must be
+   * emitted (no collapsing of writes between flushes).
+   */
+  writeThrough?: boolean;
 }
 
 interface CacheEntry {
@@ -37,6 +43,7 @@ export class CachingStore implements BytesStore {
   readonly name: string;
   readonly inner: BytesStore;
   readonly maxEntries: number;
+  readonly writeThrough: boolean;
   /** Map iteration order is the LRU order: first = least recently used */
   private readonly lru = new Map<string, CacheEntry>();
   /** dirty entries in last-write order */
@@ -56,6 +63,7 @@ export class CachingStore implements BytesStore {
     this.inner = inner;
     this.name = inner.name;
     this.maxEntries = opts.maxEntries;
+    this.writeThrough = opts.writeThrough ?? false;
   }
 
   /** entries currently cached (for tests and metrics) */
@@ -111,18 +119,21 @@ export class CachingStore implements BytesStore {
 
   async put(key: Buffer, value: Buffer): Promise<void> {
     this.checkOpen();
+    if (this.writeThrough) return this.writeDown([[key, value]]);
     this.write(key, value);
     await this.evictIfNeeded();
   }
 
   async putAll(entries: readonly (readonly [Buffer, Buffer | null])[]): Promise<void> {
     this.checkOpen();
+    if (this.writeThrough) return this.writeDown(entries);
     for (const [key, value] of entries) this.write(key, value);
     await this.evictIfNeeded();
   }
 
   async delete(key: Buffer): Promise<void> {
     this.checkOpen();
+    if (this.writeThrough) return this.writeDown([[key, null]]);
     this.write(key, null);
     await this.evictIfNeeded();
   }
@@ -162,6 +173,17 @@ export class CachingStore implements BytesStore {
     this.checkOpen();
     await this.flushDirty();
     yield* open();
+  }
+
+  /** write-through: the inner store first, then the cache holds the value clean */
+  private async writeDown(entries: readonly (readonly [Buffer, Buffer | null])[]): Promise<void> {
+    await this.inner.putAll(entries);
+    for (const [key, value] of entries) {
+      const k = bytesKey(key);
+      this.lru.delete(k);
+      this.lru.set(k, { key, value, dirty: false, version: 0 });
+    }
+    await this.evictIfNeeded();
   }
 
   private write(key: Buffer, value: Buffer | null): void {

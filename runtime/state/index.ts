@@ -20,6 +20,8 @@ export interface StoreStackOptions<K, V> {
   dir?: string;
   /** 0 => no cache */
   cacheMaxEntries: number;
+  /** cache serves reads only; every write goes down at once */
+  writeThrough?: boolean;
   /** undefined => no changelog */
   sink?: ChangelogSink;
   keySerde: StoreSerde<K>;
@@ -53,7 +55,7 @@ export async function buildStoreStack<K, V>(opts: StoreStackOptions<K, V>): Prom
   try {
     let bytes: BytesStore = inner;
     if (opts.sink !== undefined) bytes = new ChangeLoggingStore(bytes, opts.sink);
-    if (opts.cacheMaxEntries > 0) bytes = new CachingStore(bytes, { maxEntries: opts.cacheMaxEntries });
+    if (opts.cacheMaxEntries > 0) bytes = new CachingStore(bytes, { maxEntries: opts.cacheMaxEntries, writeThrough: opts.writeThrough ?? false });
     const store = new MeteredKeyValueStore<K, V>(bytes, opts.keySerde, opts.valueSerde, opts.metrics);
     return { store, inner };
   } catch (err) {

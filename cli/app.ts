@@ -1,0 +1,157 @@
+/**
+ * The Unwanted Mail service, assembled: configuration → Kafka and registry clients → topics →
+ * topology → KafkaStreams → HTTP (metrics, health, API). Used by `um run`, `um start`, the tests
+ * and the benchmarks.
+ */
+import { Kafka, logLevel as KafkaLogLevel, type KafkaConfig } from 'kafkajs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import pino, { type Logger } from 'pino';
+import { MailMetrics } from '../processors/metrics.js';
+import { PREFERENCES_STORE } from '../processors/decide-processor.js';
+import { kafkaSecurity, streamsConfig } from '../runtime/config.js';
+import { ConfigError } from '../runtime/errors.js';
+import { startHttpServer } from '../runtime/http.js';
+import { RuntimeMetrics } from '../runtime/metrics.js';
+import { createRegistryClient } from '../runtime/serdes/registry.js';
+import { KafkaStreams } from '../runtime/streams.js';
+import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
+import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
+import { unwantedMailTopology } from '../topology/unwanted-mail.js';
+import type { AppConfig } from './config.js';
+
+export interface App {
+  streams: KafkaStreams;
+  topics: Topics;
+  serdes: MailSerdes;
+  metrics: MailMetrics;
+  url: string | undefined;
+  close(): Promise<void>;
+}
+
+export function kafkaFor(cfg: AppConfig, clientId: string, logger?: Logger): Kafka {
+  if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set');
+  const opts: KafkaConfig = {
+    clientId,
+    brokers: [...cfg.brokers],
+    logLevel: KafkaLogLevel.WARN,
+    ...(kafkaSecurity({ sasl: cfg.sasl, ssl: cfg.ssl }) as Pick<KafkaConfig, 'ssl' | 'sasl'>),
+  };
+  if (logger)
+    opts.logCreator = () => (e) => logger.warn({ kafkajs: e.namespace, broker: e.log.broker }, String(e.log.message));
+  return new Kafka(opts);
+}
+
+export function registryFor(cfg: AppConfig) {
+  if (!cfg.registry.url) throw new ConfigError('SCHEMA_REGISTRY_URL', 'is not set');
+  return createRegistryClient({
+    url: cfg.registry.url,
+    ...(cfg.registry.username ? { username: cfg.registry.username, password: cfg.registry.password } : {}),
+  });
+}
+
+/** Creates the topics of §1 that are missing (partitions and cleanup policy per the spec). */
+export async function ensureTopics(kafka: Kafka, cfg: AppConfig, logger?: Logger): Promise<string[]> {
+  const topics = topicNames(cfg.topicPrefix);
+  const admin = kafka.admin();
+  await admin.connect();
+  try {
+    const existing = new Set(await admin.listTopics());
+    const missing = topicSpecs(topics).filter((s) => !existing.has(s.topic));
+    if (missing.length) {
+      await admin.createTopics({
+        waitForLeaders: true,
+        topics: missing.map((s) => ({
+          topic: s.topic,
+          numPartitions: s.coPartitioned || !s.compact ? cfg.partitions : 1,
+          replicationFactor: cfg.replicationFactor,
+          configEntries: [{ name: 'cleanup.policy', value: s.compact ? 'compact' : 'delete' }],
+        })),
+      });
+      logger?.info({ topics: missing.map((s) => s.topic) }, 'topics created');
+    }
+    return missing.map((s) => s.topic);
+  } finally {
+    await admin.disconnect();
+  }
+}
+
+export async function startApp(
+  cfg: AppConfig,
+  opts: { logger?: Logger; createTopics?: boolean; http?: boolean } = {},
+): Promise<App> {
+  const logger = opts.logger ?? pino({ level: cfg.logLevel });
+  if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
+  const kafka = kafkaFor(cfg, `${cfg.applicationId}-${cfg.instanceId}`, logger);
+  if (opts.createTopics) await ensureTopics(kafka, cfg, logger);
+  const topics = topicNames(cfg.topicPrefix);
+  const serdes = mailSerdes(registryFor(cfg), topics);
+  const runtimeMetrics = new RuntimeMetrics();
+  const metrics = new MailMetrics(runtimeMetrics.registry);
+  const topology = unwantedMailTopology({
+    topics,
+    serdes,
+    metrics,
+    preferenceCacheEntries: cfg.preferenceCacheEntries,
+  });
+
+  // the HTTP server listens first, so that its URL can be advertised to the group
+  let url: string | undefined;
+  let server: Awaited<ReturnType<typeof startHttpServer>> | undefined;
+  const streams = new KafkaStreams(
+    topology,
+    streamsConfig({
+      applicationId: cfg.applicationId,
+      brokers: [...cfg.brokers],
+      clientId: cfg.applicationId,
+      instanceId: cfg.instanceId,
+      stateDir: join(cfg.stateDir),
+      commitIntervalMs: cfg.commitIntervalMs,
+      processingGuarantee: cfg.processingGuarantee,
+      replicationFactor: cfg.replicationFactor,
+      ...(cfg.advertisedUrl ? { advertisedUrl: cfg.advertisedUrl } : {}),
+      ...(cfg.sasl ? { sasl: { ...cfg.sasl } } : {}),
+      ...(cfg.ssl ? { ssl: cfg.ssl === true ? true : { ...cfg.ssl } } : {}),
+    }),
+    { logger, metrics: runtimeMetrics, kafka },
+  );
+  if (opts.http ?? true) {
+    server = await startHttpServer({
+      streams,
+      host: cfg.http.host,
+      port: cfg.http.port,
+      logger,
+      routes: (app, { queryStore }) => {
+        app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
+          const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
+            forwarded: req.headers['x-um-forwarded'] === '1',
+          });
+          return reply.code(r.status).send(r.body);
+        });
+      },
+    });
+    url = server.url;
+    if (!cfg.advertisedUrl) {
+      const host = cfg.http.host === '0.0.0.0' || cfg.http.host === '::' ? hostname() : cfg.http.host;
+      streams.setAdvertisedUrl(`http://${host}:${server.port}`);
+    }
+  }
+  try {
+    await streams.start();
+  } catch (e) {
+    await server?.close();
+    throw e;
+  }
+  logger.info({ instance: cfg.instanceId, url, app: cfg.applicationId }, 'unwanted-mail started');
+  return {
+    streams,
+    topics,
+    serdes,
+    metrics,
+    url,
+    async close() {
+      await streams.close();
+      await server?.close();
+    },
+  };
+}

@@ -1,0 +1,240 @@
+/**
+ * The service's configuration: environment variables, optionally a JSON file (UM_CONFIG_FILE)
+ * holding the same names; the environment wins. Checked once at start, then frozen. A bad value
+ * fails with a ConfigError that names the setting.
+ */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+import { ConfigError } from '../runtime/errors.js';
+
+/** Every setting: its variable, what it does, its default. The README's table is this list. */
+export const SETTINGS = {
+  KAFKA_BROKERS:
+    'Comma-separated host:port list. Unset: `um start` brings up a local Kafka; `um run` refuses to start.',
+  SCHEMA_REGISTRY_URL: 'Confluent-compatible registry base URL (Apicurio: http://host:port/apis/ccompat/v7).',
+  SCHEMA_REGISTRY_USERNAME: 'Registry basic-auth user (optional).',
+  SCHEMA_REGISTRY_PASSWORD: 'Registry basic-auth password (optional).',
+  KAFKA_SASL_MECHANISM: 'plain | scram-sha-256 | scram-sha-512 (optional; needs KAFKA_SASL_USERNAME/PASSWORD).',
+  KAFKA_SASL_USERNAME: 'SASL user.',
+  KAFKA_SASL_PASSWORD: 'SASL password.',
+  KAFKA_SSL: 'true to use TLS to the brokers.',
+  KAFKA_SSL_CA_FILE: 'PEM file of CA certificates to trust (implies KAFKA_SSL=true).',
+  KAFKA_SSL_CERT_FILE: 'PEM client certificate for mutual TLS.',
+  KAFKA_SSL_KEY_FILE: 'PEM client key for mutual TLS.',
+  KAFKA_SSL_REJECT_UNAUTHORIZED: 'false to accept self-signed broker certificates (default true).',
+  UM_APP_ID: 'Application id: consumer group, internal topic prefix, state directory name (default unwanted-mail).',
+  UM_TOPIC_PREFIX: 'Prefix of every topic name (default empty).',
+  UM_STATE_DIR: 'Directory of the RocksDB state stores (default ./state).',
+  UM_INSTANCE_ID: 'Name of this instance in logs and metrics (default hostname-pid).',
+  UM_HTTP_HOST: 'HTTP bind address (default 0.0.0.0).',
+  UM_HTTP_PORT: 'HTTP port for /metrics, /healthz, /readyz and the API (default 8080; 0 = any free port).',
+  UM_ADVERTISED_URL:
+    'URL other instances use to reach this one, for forwarded queries (default http://<hostname>:<port>).',
+  UM_PARTITIONS:
+    'Partitions of the co-partitioned topics when `um topics create` or `um start` creates them (default 6).',
+  UM_REPLICATION_FACTOR: 'Replication factor of topics the service creates (default 1).',
+  UM_COMMIT_INTERVAL_MS: 'How often processed offsets are committed (default 1000).',
+  UM_PROCESSING_GUARANTEE: 'at_least_once (default) | exactly_once.',
+  UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
+  UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
+  UM_LOG_LEVEL: 'fatal | error | warn | info (default) | debug | trace.',
+  UM_CONFIG_FILE: 'JSON file with any of these settings (environment variables win).',
+} as const;
+
+export type SettingName = keyof typeof SETTINGS;
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const int = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^-?\d+$/, 'must be an integer')
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const schema = z.object({
+  KAFKA_BROKERS: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((b) => b.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().regex(/^[^:\s]+:\d+$/, 'each broker must be host:port')).min(1))
+    .optional(),
+  SCHEMA_REGISTRY_URL: z.string().url().optional(),
+  SCHEMA_REGISTRY_USERNAME: z.string().min(1).optional(),
+  SCHEMA_REGISTRY_PASSWORD: z.string().min(1).optional(),
+  KAFKA_SASL_MECHANISM: z.enum(['plain', 'scram-sha-256', 'scram-sha-512']).optional(),
+  KAFKA_SASL_USERNAME: z.string().min(1).optional(),
+  KAFKA_SASL_PASSWORD: z.string().min(1).optional(),
+  KAFKA_SSL: bool.optional(),
+  KAFKA_SSL_CA_FILE: z.string().min(1).optional(),
+  KAFKA_SSL_CERT_FILE: z.string().min(1).optional(),
+  KAFKA_SSL_KEY_FILE: z.string().min(1).optional(),
+  KAFKA_SSL_REJECT_UNAUTHORIZED: bool.optional(),
+  UM_APP_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only')
+    .default('unwanted-mail'),
+  UM_TOPIC_PREFIX: z
+    .string()
+    .regex(/^[A-Za-z0-9._-]*$/, 'letters, digits, ".", "_" and "-" only')
+    .default(''),
+  UM_STATE_DIR: z.string().min(1).default('./state'),
+  UM_INSTANCE_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
+  UM_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  UM_HTTP_PORT: int(0, 65535).default('8080'),
+  UM_ADVERTISED_URL: z.string().url().optional(),
+  UM_PARTITIONS: int(1, 10_000).default('6'),
+  UM_REPLICATION_FACTOR: int(1, 100).default('1'),
+  UM_COMMIT_INTERVAL_MS: int(10, 600_000).default('1000'),
+  UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+  UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
+  UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
+  UM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  UM_CONFIG_FILE: z.string().optional(),
+});
+
+export interface AppConfig {
+  readonly brokers: readonly string[] | undefined;
+  readonly registry: { readonly url: string | undefined; readonly username?: string; readonly password?: string };
+  readonly sasl?: {
+    readonly mechanism: 'plain' | 'scram-sha-256' | 'scram-sha-512';
+    readonly username: string;
+    readonly password: string;
+  };
+  readonly ssl?:
+    | true
+    | { readonly ca?: string; readonly cert?: string; readonly key?: string; readonly rejectUnauthorized: boolean };
+  readonly applicationId: string;
+  readonly topicPrefix: string;
+  readonly stateDir: string;
+  readonly instanceId: string;
+  readonly http: { readonly host: string; readonly port: number };
+  readonly advertisedUrl: string | undefined;
+  readonly partitions: number;
+  readonly replicationFactor: number;
+  readonly commitIntervalMs: number;
+  readonly processingGuarantee: 'at_least_once' | 'exactly_once';
+  readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
+  readonly preferenceCacheEntries: number;
+  readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+}
+
+function readFile(setting: string, path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    throw new ConfigError(setting, `cannot read ${path}: ${(e as Error).message}`);
+  }
+}
+
+/** Reads the settings from `env` (and the file it names), validates and freezes them. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): AppConfig {
+  let merged: Record<string, string | undefined> = {};
+  const file = env.UM_CONFIG_FILE;
+  if (file) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFile('UM_CONFIG_FILE', file));
+    } catch (e) {
+      if (e instanceof ConfigError) throw e;
+      throw new ConfigError('UM_CONFIG_FILE', `${file} is not valid JSON`);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+      throw new ConfigError('UM_CONFIG_FILE', `${file} must hold a JSON object of settings`);
+    for (const [k, v] of Object.entries(parsed)) {
+      if (!(k in SETTINGS)) throw new ConfigError(k, `unknown setting in ${file}`);
+      merged[k] = v === null || v === undefined ? undefined : String(v);
+    }
+  }
+  for (const k of Object.keys(SETTINGS)) {
+    const v = env[k];
+    if (v !== undefined && v !== '') merged[k] = v;
+  }
+  merged = Object.fromEntries(Object.entries(merged).filter(([, v]) => v !== undefined));
+  const r = schema.safeParse(merged);
+  if (!r.success) {
+    const issue = r.error.issues[0]!;
+    throw new ConfigError(String(issue.path[0] ?? '(config)'), issue.message);
+  }
+  const c = r.data;
+  const saslParts = [c.KAFKA_SASL_MECHANISM, c.KAFKA_SASL_USERNAME, c.KAFKA_SASL_PASSWORD];
+  if (saslParts.some(Boolean) && !saslParts.every(Boolean)) {
+    const missing = (['KAFKA_SASL_MECHANISM', 'KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD'] as const).find(
+      (k) => !c[k],
+    )!;
+    throw new ConfigError(
+      missing,
+      'SASL needs KAFKA_SASL_MECHANISM, KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD together',
+    );
+  }
+  if ((c.SCHEMA_REGISTRY_USERNAME === undefined) !== (c.SCHEMA_REGISTRY_PASSWORD === undefined))
+    throw new ConfigError(
+      c.SCHEMA_REGISTRY_USERNAME ? 'SCHEMA_REGISTRY_PASSWORD' : 'SCHEMA_REGISTRY_USERNAME',
+      'registry auth needs both SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD',
+    );
+  if (c.KAFKA_BROKERS && !c.SCHEMA_REGISTRY_URL)
+    throw new ConfigError('SCHEMA_REGISTRY_URL', 'is required when KAFKA_BROKERS is set');
+  let ssl: AppConfig['ssl'];
+  const tlsFiles = c.KAFKA_SSL_CA_FILE || c.KAFKA_SSL_CERT_FILE || c.KAFKA_SSL_KEY_FILE;
+  if (c.KAFKA_SSL === false && tlsFiles) throw new ConfigError('KAFKA_SSL', 'is false but TLS files are set');
+  if (tlsFiles || c.KAFKA_SSL_REJECT_UNAUTHORIZED === false) {
+    ssl = {
+      ...(c.KAFKA_SSL_CA_FILE ? { ca: readFile('KAFKA_SSL_CA_FILE', c.KAFKA_SSL_CA_FILE) } : {}),
+      ...(c.KAFKA_SSL_CERT_FILE ? { cert: readFile('KAFKA_SSL_CERT_FILE', c.KAFKA_SSL_CERT_FILE) } : {}),
+      ...(c.KAFKA_SSL_KEY_FILE ? { key: readFile('KAFKA_SSL_KEY_FILE', c.KAFKA_SSL_KEY_FILE) } : {}),
+      rejectUnauthorized: c.KAFKA_SSL_REJECT_UNAUTHORIZED ?? true,
+    };
+  } else if (c.KAFKA_SSL) ssl = true;
+  const cfg: AppConfig = {
+    brokers: c.KAFKA_BROKERS,
+    registry: {
+      url: c.SCHEMA_REGISTRY_URL,
+      ...(c.SCHEMA_REGISTRY_USERNAME
+        ? { username: c.SCHEMA_REGISTRY_USERNAME, password: c.SCHEMA_REGISTRY_PASSWORD! }
+        : {}),
+    },
+    ...(c.KAFKA_SASL_MECHANISM
+      ? {
+          sasl: {
+            mechanism: c.KAFKA_SASL_MECHANISM,
+            username: c.KAFKA_SASL_USERNAME!,
+            password: c.KAFKA_SASL_PASSWORD!,
+          },
+        }
+      : {}),
+    ...(ssl ? { ssl } : {}),
+    applicationId: c.UM_APP_ID,
+    topicPrefix: c.UM_TOPIC_PREFIX,
+    stateDir: c.UM_STATE_DIR,
+    instanceId: c.UM_INSTANCE_ID,
+    http: { host: c.UM_HTTP_HOST, port: c.UM_HTTP_PORT },
+    advertisedUrl: c.UM_ADVERTISED_URL,
+    partitions: c.UM_PARTITIONS,
+    replicationFactor: c.UM_REPLICATION_FACTOR,
+    commitIntervalMs: c.UM_COMMIT_INTERVAL_MS,
+    processingGuarantee: c.UM_PROCESSING_GUARANTEE,
+    defaultMode: c.UM_DEFAULT_MODE,
+    preferenceCacheEntries: c.UM_PREFERENCE_CACHE_ENTRIES,
+    logLevel: c.UM_LOG_LEVEL,
+  };
+  return deepFreeze(cfg);
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** The configuration with secrets masked, for logs and `um config`. */
+export function redact(cfg: AppConfig): unknown {
+  return JSON.parse(
+    JSON.stringify(cfg, (k, v: unknown) => (/password|key|cert/i.test(k) && typeof v === 'string' ? '***' : v)),
+  ) as unknown;
+}

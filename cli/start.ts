@@ -1,0 +1,112 @@
+/**
+ * `um start` (what `npm start` runs). With KAFKA_BROKERS set it is `um run --create-topics`.
+ * With nothing configured it brings up a local Kafka (KRaft) and schema registry from Maven
+ * Central (scripts/kafka), creates the topics, starts the service and a demo traffic generator,
+ * and prints a live summary every few seconds until Ctrl-C.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pino from 'pino';
+import type { Histogram } from 'prom-client';
+import { Workload, TrafficProducer } from '../bench/generator.js';
+import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
+import { kafkaFor, startApp, type App } from './app.js';
+import { loadConfig, type AppConfig } from './config.js';
+
+export async function start(opts: { rate: number; demo: boolean }): Promise<void> {
+  let cfg = loadConfig();
+  const log = pino({ level: cfg.logLevel, base: { instance: cfg.instanceId } });
+  let stack: LocalStack | undefined;
+  let tempState: string | undefined;
+  if (!cfg.brokers) {
+    console.log(
+      'No KAFKA_BROKERS configured: starting a local Kafka and schema registry (first run downloads them from Maven Central)...',
+    );
+    stack = await startLocalStack({ nodes: 1 });
+    // a fresh cluster each time, so fresh state too
+    tempState = mkdtempSync(join(tmpdir(), 'um-start-state-'));
+    cfg = { ...cfg, brokers: stack.brokers, registry: { url: stack.registryUrl }, stateDir: tempState } as AppConfig;
+    console.log(`Kafka ${stack.brokers.join(',')}  registry ${stack.registryUrl}`);
+  }
+  let app: App | undefined;
+  let traffic: TrafficProducer | undefined;
+  let timer: NodeJS.Timeout | undefined;
+  const cleanup = async (): Promise<void> => {
+    if (timer) clearInterval(timer);
+    await traffic?.stop().catch(() => undefined);
+    await app?.close().catch(() => undefined);
+    await stack?.stop().catch(() => undefined);
+    if (tempState) rmSync(tempState, { recursive: true, force: true });
+  };
+  let closing = false;
+  const onSignal = (): void => {
+    if (closing) process.exit(130);
+    closing = true;
+    console.log('\nstopping...');
+    void cleanup().then(() => process.exit(0));
+  };
+  process.once('SIGINT', onSignal);
+  process.once('SIGTERM', onSignal);
+  try {
+    app = await startApp(cfg, { logger: log, createTopics: true });
+    console.log(
+      `unwanted-mail is running. Metrics: ${app.url}/metrics  health: ${app.url}/readyz  topology: ${app.url}/v1/topology`,
+    );
+    if (stack && opts.demo) {
+      const workload = new Workload({ seed: 42 });
+      traffic = new TrafficProducer({
+        kafka: kafkaFor(cfg, 'um-demo'),
+        serdes: app.serdes,
+        topics: app.topics,
+        workload,
+        logger: log,
+      });
+      await traffic.seed(0.3);
+      traffic.start(opts.rate);
+      console.log(`demo traffic: ${opts.rate} mail events/s (about 5% followed by a user interaction)`);
+    }
+    timer = setInterval(() => void summary(app!), 5000);
+  } catch (e) {
+    await cleanup();
+    throw e;
+  }
+}
+
+let lastCount = 0;
+let lastAt = Date.now();
+
+/** One line: events/s, decisions by action, dwell p99. */
+async function summary(app: App): Promise<void> {
+  const reg = app.streams.metrics.registry;
+  const processed = await reg.getSingleMetric('um_records_processed_total')?.get();
+  const total = processed?.values.reduce((n, v) => n + v.value, 0) ?? 0;
+  const now = Date.now();
+  const rate = ((total - lastCount) * 1000) / Math.max(1, now - lastAt);
+  lastCount = total;
+  lastAt = now;
+  const decisions = await app.metrics.decisions.get();
+  const byAction = new Map<string, number>();
+  for (const v of decisions.values)
+    byAction.set(String(v.labels.action), (byAction.get(String(v.labels.action)) ?? 0) + v.value);
+  const p99 = await histogramQuantile(app.metrics.dwell, 0.99);
+  console.log(
+    `[${app.streams.state}] ${rate.toFixed(0)} records/s | decisions ${[...byAction].map(([a, n]) => `${a}=${n}`).join(' ') || 'none yet'} | dwell p99 ${p99 === undefined ? '-' : `${(p99 * 1000).toFixed(0)} ms`} | ${app.url}/metrics`,
+  );
+}
+
+/** Upper bound of the bucket holding quantile q (as Prometheus' histogram_quantile, roughly). */
+export async function histogramQuantile(h: Histogram<string>, q: number): Promise<number | undefined> {
+  const data = await h.get();
+  const buckets = new Map<number, number>();
+  for (const v of data.values) {
+    if (!v.metricName?.endsWith('_bucket')) continue;
+    const le = v.labels.le === '+Inf' ? Infinity : Number(v.labels.le);
+    buckets.set(le, (buckets.get(le) ?? 0) + v.value);
+  }
+  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  if (!total) return undefined;
+  for (const [le, n] of sorted) if (n >= q * total) return le;
+  return undefined;
+}

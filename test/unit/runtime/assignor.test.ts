@@ -1,0 +1,178 @@
+import { describe, expect, it } from 'vitest';
+import { assignTasks, decodeMemberInfo, encodeMemberInfo, type MemberInfo } from '../../../runtime/assignor.js';
+
+type Members = { id: string; info: MemberInfo }[];
+
+const member = (id: string, owned: number[] = [], stateful: number[] = []) => ({ id, info: { owned, stateful } });
+
+/** Every task exactly once, every member floor or ceil of tasks/members. */
+function expectValid(result: Map<string, number[]>, taskCount: number, memberCount: number): void {
+  expect(result.size).toBe(memberCount);
+  const all = [...result.values()].flat().sort((a, b) => a - b);
+  expect(all).toEqual(Array.from({ length: taskCount }, (_, i) => i));
+  if (!memberCount) return;
+  const lo = Math.floor(taskCount / memberCount);
+  const hi = Math.ceil(taskCount / memberCount);
+  for (const [id, list] of result) {
+    expect(list.length, `member ${id}`).toBeGreaterThanOrEqual(lo);
+    expect(list.length, `member ${id}`).toBeLessThanOrEqual(hi);
+    expect(list).toEqual([...list].sort((a, b) => a - b));
+  }
+}
+
+/** Tasks that changed owner between two assignments. */
+function moved(before: Map<string, number[]>, after: Map<string, number[]>): number[] {
+  const owner = new Map<number, string>();
+  for (const [id, list] of before) for (const t of list) owner.set(t, id);
+  const out: number[] = [];
+  for (const [id, list] of after) for (const t of list) if (owner.get(t) !== id) out.push(t);
+  return out.sort((a, b) => a - b);
+}
+
+const asMembers = (m: Map<string, number[]>, extra: string[] = []): Members => [
+  ...[...m].map(([id, owned]) => member(id, owned)),
+  ...extra.map((id) => member(id)),
+];
+
+describe('assignTasks', () => {
+  it('balances tasks over members and assigns each exactly once', () => {
+    for (const taskCount of [0, 1, 5, 6, 7, 12, 13, 64]) {
+      for (const memberCount of [1, 2, 3, 4, 5, 7]) {
+        const members = Array.from({ length: memberCount }, (_, i) => member(`m${i}`));
+        expectValid(assignTasks(taskCount, members), taskCount, memberCount);
+      }
+    }
+  });
+
+  it('returns an empty map for zero members', () => {
+    expect(assignTasks(12, [])).toEqual(new Map());
+  });
+
+  it('gives some members nothing when there are more members than tasks', () => {
+    const members = ['a', 'b', 'c', 'd', 'e'].map((id) => member(id));
+    const r = assignTasks(3, members);
+    expectValid(r, 3, 5);
+    expect([...r.values()].filter((l) => l.length === 0)).toHaveLength(2);
+  });
+
+  it('keeps owned tasks in place when the assignment is already balanced', () => {
+    const owned = new Map([
+      ['a', [0, 5, 8, 9]],
+      ['b', [1, 2, 3]],
+      ['c', [4, 6, 7]],
+    ]);
+    const r = assignTasks(10, asMembers(owned));
+    expectValid(r, 10, 3);
+    expect(moved(owned, r)).toEqual([]);
+  });
+
+  // BUG (runtime/assignor.ts): the +1 capacities (when tasks % members != 0) go to the first members
+  // by id, not to members that already own more, so a balanced assignment is reshuffled: here b must
+  // give a task to a (the same happens to a member with local state for base+1 tasks). Flip to `it`
+  // once the extra capacity goes first to members owning (then having state for) more than `base`.
+  it.fails('keeps a balanced assignment when the member owning the extra task is not first by id', () => {
+    const owned = new Map([
+      ['a', [4, 5, 6]],
+      ['b', [0, 1, 2, 3]],
+      ['c', [7, 8, 9]],
+    ]);
+    expect(moved(owned, assignTasks(10, asMembers(owned)))).toEqual([]);
+  });
+
+  it('moves the minimum number of tasks when a member joins (12 tasks, 3 -> 4 members: exactly 3)', () => {
+    const three = assignTasks(
+      12,
+      ['a', 'b', 'c'].map((id) => member(id)),
+    );
+    expectValid(three, 12, 3);
+    const four = assignTasks(12, asMembers(three, ['d']));
+    expectValid(four, 12, 4);
+    expect(moved(three, four)).toHaveLength(3);
+    expect(four.get('d')).toHaveLength(3);
+    // every old member kept 3 of its 4 tasks
+    for (const id of ['a', 'b', 'c']) expect(four.get(id)!.every((t) => three.get(id)!.includes(t))).toBe(true);
+  });
+
+  it('moves only the leaving member tasks when a member leaves', () => {
+    const four = assignTasks(
+      12,
+      ['a', 'b', 'c', 'd'].map((id) => member(id)),
+    );
+    const remaining = new Map([...four].filter(([id]) => id !== 'b'));
+    const three = assignTasks(12, asMembers(remaining));
+    expectValid(three, 12, 3);
+    expect(moved(remaining, three)).toEqual([...four.get('b')!].sort((x, y) => x - y));
+  });
+
+  it('prefers members with local state for tasks nobody owns', () => {
+    const r = assignTasks(4, [member('a', [], [0, 1]), member('b', [], []), member('c', [], [3])]);
+    expectValid(r, 4, 3);
+    expect(r.get('a')).toEqual([0, 1]);
+    expect(r.get('c')).toEqual([3]);
+    expect(r.get('b')).toEqual([2]);
+  });
+
+  it('owned beats stateful, and capacity still bounds both', () => {
+    const r = assignTasks(4, [member('a', [0, 1, 2, 3]), member('b', [], [0, 1, 2, 3])]);
+    expectValid(r, 4, 2);
+    expect(r.get('a')).toEqual([0, 1]);
+    expect(r.get('b')).toEqual([2, 3]);
+  });
+
+  it('ignores owned/stateful tasks out of range and tasks claimed twice', () => {
+    const r = assignTasks(3, [member('a', [0, 7, -1]), member('b', [0, 1]), member('c', [], [99])]);
+    expectValid(r, 3, 3);
+    expect(r.get('a')).toEqual([0]);
+    expect(r.get('b')).toEqual([1]);
+    expect(r.get('c')).toEqual([2]);
+  });
+
+  it('is deterministic: same input (in any member order) gives the same output', () => {
+    const members: Members = [member('z', [1], [2]), member('m', [], [5]), member('a', [7, 8], []), member('q')];
+    const first = assignTasks(9, members);
+    for (let i = 0; i < 5; i++) {
+      expect(assignTasks(9, members)).toEqual(first);
+      expect(assignTasks(9, [...members].reverse())).toEqual(first);
+    }
+    expect([...first.keys()]).toEqual(['a', 'm', 'q', 'z']);
+  });
+});
+
+describe('member info user data', () => {
+  it('round-trips', () => {
+    const info: MemberInfo = { endpoint: 'http://10.0.0.1:8080', owned: [1, 3], stateful: [1, 3, 4] };
+    expect(decodeMemberInfo(encodeMemberInfo(info))).toEqual(info);
+    expect(decodeMemberInfo(encodeMemberInfo({ owned: [], stateful: [] }))).toEqual({
+      endpoint: undefined,
+      owned: [],
+      stateful: [],
+    });
+  });
+
+  it('tolerates missing, empty and unparsable user data', () => {
+    const empty = { owned: [], stateful: [] };
+    expect(decodeMemberInfo(null)).toEqual(empty);
+    expect(decodeMemberInfo(undefined)).toEqual(empty);
+    expect(decodeMemberInfo(Buffer.alloc(0))).toEqual(empty);
+    expect(decodeMemberInfo(Buffer.from('{not json'))).toMatchObject(empty);
+    expect(decodeMemberInfo(Buffer.from([0xff, 0x00, 0x13]))).toMatchObject(empty);
+    expect(decodeMemberInfo(Buffer.from('null'))).toMatchObject(empty);
+    expect(decodeMemberInfo(Buffer.from('{}'))).toMatchObject(empty);
+  });
+
+  // BUG (runtime/assignor.ts): decodeMemberInfo trusts the JSON types. A string "owned" is iterated
+  // char by char, and non-integer entries pass give()'s range checks, so a garbage member takes
+  // bogus "tasks" (using up its capacity) and "2" and 2 are both assigned. Flip to `it` once
+  // decodeMemberInfo keeps only arrays of safe integers (and a string endpoint).
+  it.fails('tolerates well-formed JSON of the wrong shape', () => {
+    const garbage = decodeMemberInfo(
+      Buffer.from(JSON.stringify({ endpoint: 42, owned: 'abc', stateful: [1.5, '2', null, 3] })),
+    );
+    expect(garbage).toEqual({ endpoint: undefined, owned: [], stateful: [3] });
+    const r = assignTasks(4, [
+      { id: 'a', info: garbage },
+      { id: 'b', info: decodeMemberInfo(Buffer.from('{"owned":["2", 2.5]}')) },
+    ]);
+    expectValid(r, 4, 2);
+  });
+});
