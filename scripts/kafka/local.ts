@@ -317,7 +317,11 @@ export interface StartKafkaOptions {
 }
 
 function randomClusterId(): string {
-  return randomBytes(16).toString('base64url').slice(0, 22);
+  // a base64url UUID; one starting with '-' would be read as an option by the storage tool
+  for (;;) {
+    const id = randomBytes(16).toString('base64url').slice(0, 22);
+    if (!id.startsWith('-')) return id;
+  }
 }
 
 function serverProperties(node: KafkaNode, voters: string, replication: number): string {
@@ -418,7 +422,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
     mkdirSync(n.dataDir, { recursive: true });
     const props = join(workDir, `node-${n.nodeId}`, 'server.properties');
     writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3));
-    run(java, [...jvm, 'kafka.tools.StorageTool', 'format', '-t', clusterId, '-c', props, '--ignore-formatted']);
+    run(java, [...jvm, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', props, '--ignore-formatted']);
   }
 
   const startNode = async (nodeId: number): Promise<void> => {

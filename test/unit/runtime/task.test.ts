@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { ProcessingError, SerdeError, StreamsError } from '../../../runtime/errors.js';
+import { ProcessingError, SerdeError, type StreamsError } from '../../../runtime/errors.js';
 import type { Processor, ProcessorContext, RecordMetadata, StreamRecord } from '../../../runtime/processor.js';
 import { MemoryRecordCollector } from '../../../runtime/record-collector.js';
 import { jsonSerde, longSerde, stringSerde } from '../../../runtime/serdes.js';
@@ -443,13 +443,14 @@ describe('StreamTask: pause and resume', () => {
 
   it('stops at the next batch boundary', async () => {
     const seen: Seen[] = [];
-    let task!: StreamTask;
-    ({ task } = await makeTask(
+    const ref: { task?: StreamTask } = {};
+    const { task } = await makeTask(
       twoSources(seen, () => {
-        if (seen.length === 1) task.pause();
+        if (seen.length === 1) ref.task!.pause();
       }),
       { maxBatchRecords: 2 },
-    ));
+    );
+    ref.task = task;
     const done = task.enqueue('A', [raw(0, 1), raw(1, 2), raw(2, 3), raw(3, 4)]);
     await task.quiesce();
     // the batch in progress (2 records) completes, the next one waits

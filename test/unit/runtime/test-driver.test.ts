@@ -3,7 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { ProcessingError, StreamsError, TopologyError } from '../../../runtime/errors.js';
+import { ProcessingError, TopologyError, type StreamsError } from '../../../runtime/errors.js';
 import { partitionForKey } from '../../../runtime/partitioner.js';
 import type { Processor, ProcessorContext, StreamRecord } from '../../../runtime/processor.js';
 import { bufferSerde, jsonSerde, longSerde, stringSerde, type Serde } from '../../../runtime/serdes.js';
@@ -497,7 +497,7 @@ describe('TopologyTestDriver: tables', () => {
   });
 });
 
-describe('TopologyTestDriver: a StreamsError from a processor is not retried', () => {
+describe('TopologyTestDriver: fail policy', () => {
   it('keeps the error instance as the cause of the fail-policy error', async () => {
     const driver = await open(counterTopology(), { errorPolicy: { processing: 'fail' } });
     const err = (await driver
