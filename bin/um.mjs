@@ -3,5 +3,8 @@
 // clone runs with `npm install && npm start` and no build step.
 import { register } from 'tsx/esm/api';
 
+// kafkajs prints a notice about its v2 partitioner change on every producer; we use murmur2 on purpose
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
+
 register();
 await import('../cli/main.ts');

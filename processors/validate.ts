@@ -16,8 +16,10 @@ export function validateKey(recordKey: unknown, mailboxId: string): void {
 
 export function validateMailEvent(key: unknown, e: MailEvent): void {
   validateKey(key, e.mailboxId);
-  if (!e.eventId || !e.messageId || !e.tenantId || !e.mailboxId) fail('MISSING_ID', 'eventId, messageId, tenantId and mailboxId are required');
-  if (!(e.spamScore >= 0 && e.spamScore <= 1)) fail('SPAM_SCORE_RANGE', `spamScore must be within 0..1, got ${e.spamScore}`);
+  if (!e.eventId || !e.messageId || !e.tenantId || !e.mailboxId)
+    fail('MISSING_ID', 'eventId, messageId, tenantId and mailboxId are required');
+  if (!(e.spamScore >= 0 && e.spamScore <= 1))
+    fail('SPAM_SCORE_RANGE', `spamScore must be within 0..1, got ${e.spamScore}`);
   if (!Number.isInteger(e.bulkScore) || e.bulkScore < 0 || e.bulkScore > 9)
     fail('BULK_SCORE_RANGE', `bulkScore must be an integer within 0..9, got ${e.bulkScore}`);
   if (!(e.receivedAt > 0)) fail('RECEIVED_AT', 'receivedAt must be a positive timestamp');

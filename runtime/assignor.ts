@@ -29,14 +29,23 @@ export function encodeMemberInfo(info: MemberInfo): Buffer {
   return Buffer.from(JSON.stringify(info), 'utf8');
 }
 
+const taskList = (v: unknown): number[] =>
+  Array.isArray(v) ? v.filter((t): t is number => Number.isSafeInteger(t) && (t as number) >= 0) : [];
+
+/** Decodes a member's user data; anything malformed reads as "owns nothing". */
 export function decodeMemberInfo(userData: Buffer | null | undefined): MemberInfo {
   if (!userData || !userData.length) return { owned: [], stateful: [] };
+  let v: unknown;
   try {
-    const v = JSON.parse(userData.toString('utf8')) as Partial<MemberInfo>;
-    return { endpoint: v.endpoint, owned: v.owned ?? [], stateful: v.stateful ?? [] };
+    v = JSON.parse(userData.toString('utf8'));
   } catch {
     return { owned: [], stateful: [] };
   }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return { owned: [], stateful: [] };
+  const o = v as Record<string, unknown>;
+  const info: MemberInfo = { owned: taskList(o.owned), stateful: taskList(o.stateful) };
+  if (typeof o.endpoint === 'string') info.endpoint = o.endpoint;
+  return info;
 }
 
 /**
@@ -49,12 +58,21 @@ export function assignTasks(taskCount: number, members: { id: string; info: Memb
   if (!ids.length) return out;
   const base = Math.floor(taskCount / ids.length);
   const extra = taskCount % ids.length;
-  // the first `extra` members (by id) may take one more
-  const capacity = new Map(ids.map((id, i) => [id, base + (i < extra ? 1 : 0)]));
   const info = new Map(members.map((m) => [m.id, m.info]));
+  // the `extra` members that may take one more: those owning most, then with most state, then by id,
+  // so that a balanced assignment is kept as it is
+  const valid = (ts: number[]) => new Set(ts.filter((t) => t < taskCount)).size;
+  const byClaim = [...ids].sort(
+    (a, b) =>
+      valid(info.get(b)!.owned) - valid(info.get(a)!.owned) ||
+      valid(info.get(b)!.stateful) - valid(info.get(a)!.stateful) ||
+      (a < b ? -1 : 1),
+  );
+  const plusOne = new Set(byClaim.slice(0, extra));
+  const capacity = new Map(ids.map((id) => [id, base + (plusOne.has(id) ? 1 : 0)]));
   const taken = new Set<number>();
   const give = (id: string, t: number): boolean => {
-    if (taken.has(t) || t < 0 || t >= taskCount) return false;
+    if (!Number.isInteger(t) || taken.has(t) || t < 0 || t >= taskCount) return false;
     const list = out.get(id)!;
     if (list.length >= capacity.get(id)!) return false;
     list.push(t);

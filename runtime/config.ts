@@ -65,7 +65,8 @@ export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
   const r = streamsConfigSchema.safeParse(input);
   if (!r.success) {
     const issue = r.error.issues[0]!;
-    const setting = issue.path.join('.') || '(root)';
+    const setting =
+      issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]].join('.') : issue.path.join('.') || '(root)';
     throw new ConfigError(setting, issue.message);
   }
   const cfg = { ...r.data, dlqTopic: r.data.dlqTopic ?? `${r.data.applicationId}-dlq` };

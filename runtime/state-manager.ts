@@ -57,6 +57,7 @@ export class TaskStateManager {
   /** offsets known to be in the local stores: restored-to or written-and-acknowledged */
   private readonly positions = new Map<string, number>();
   restoredRecords = 0;
+  private suppressed = false;
   /** timestamp for changelog records: the task sets it to the record being processed */
   timestamp: () => number = Date.now;
 
@@ -102,14 +103,16 @@ export class TaskStateManager {
       }
       const sink = r.changelogTopic
         ? {
-            log: (key: Buffer, value: Buffer | null) =>
+            log: (key: Buffer, value: Buffer | null) => {
+              if (this.suppressed) return;
               this.opts.collector.send({
                 topic: r.changelogTopic!,
                 key,
                 value,
                 partition: this.opts.partition,
                 timestamp: this.timestamp(),
-              }),
+              });
+            },
           }
         : undefined;
       const build = () =>
@@ -117,7 +120,8 @@ export class TaskStateManager {
           name: r.spec.name,
           dir,
           cacheMaxEntries: r.spec.cacheMaxEntries ?? this.opts.cacheMaxEntries,
-          writeThrough: r.spec.writeThrough ?? false,
+          // a table's store writes through, so a table-source write is never logged later by a flush
+          writeThrough: r.sourceChangelog || (r.spec.writeThrough ?? false),
           sink,
           keySerde: storeSerdeFor(r.spec.key, r.changelogTopic ?? r.spec.name),
           valueSerde: storeSerdeFor(r.spec.value, r.changelogTopic ?? r.spec.name),
@@ -200,6 +204,19 @@ export class TaskStateManager {
       out.set(k, pos);
     }
     await writeCheckpoint(this.checkpointFile, out);
+  }
+
+  /**
+   * Runs `fn` with changelogging off: for writes that come from the changelog topic itself (a
+   * table's source records), which must not be written back to it.
+   */
+  async withoutChangelog<T>(fn: () => Promise<T>): Promise<T> {
+    this.suppressed = true;
+    try {
+      return await fn();
+    } finally {
+      this.suppressed = false;
+    }
   }
 
   /** Closes the stores. Call flush + checkpoint first for a clean close. */

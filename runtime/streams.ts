@@ -461,6 +461,7 @@ export class KafkaStreams {
       processingErrorPolicy: this.config.processingErrorPolicy,
       dlqTopic: this.config.dlqTopic,
       prefetchStores: this.prefetchStores,
+      withoutChangelog: (fn) => state.withoutChangelog(fn),
       maxBatchRecords: this.config.maxBatchRecords,
       onDeadLetter: (topic, code) => {
         this.metrics.deadLetters.inc({ topic, code });

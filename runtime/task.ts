@@ -10,7 +10,7 @@
  * The task knows nothing of Kafka clients: it is fed raw records and writes through a
  * RecordCollector, so the same code runs under the engine and under the TopologyTestDriver.
  */
-import { ProcessingError, SerdeError, StreamsError } from './errors.js';
+import { ProcessingError, StreamsError } from './errors.js';
 import type {
   Cancellable,
   GlobalTableView,
@@ -53,6 +53,8 @@ export interface TaskOptions {
   prefetchStores?: readonly string[];
   /** max records per processed batch */
   maxBatchRecords?: number;
+  /** runs a table source's store write with changelogging off (the record came from that topic) */
+  withoutChangelog?: <T>(fn: () => Promise<T>) => Promise<T>;
   onDeadLetter?: (topic: string, code: string) => void;
   onProcessed?: (count: number, seconds: number) => void;
   now?: () => number;
@@ -148,20 +150,23 @@ class Node implements ProcessorContext {
 class TableSourceProcessor implements Processor {
   private store!: KeyValueStore<unknown, unknown>;
   private ctx!: ProcessorContext;
-  constructor(private readonly def: NodeDef) {}
+  constructor(
+    private readonly def: NodeDef,
+    private readonly withoutChangelog: <T>(fn: () => Promise<T>) => Promise<T>,
+  ) {}
   init(ctx: ProcessorContext): void {
     this.ctx = ctx;
     this.store = ctx.getStateStore(this.def.table!.store);
   }
   async process(record: StreamRecord): Promise<void> {
     const spec = this.def.table!;
+    if (record.key === null || record.key === undefined) return; // a table ignores records without a key
     if (record.value === null || record.value === undefined) {
-      await this.store.delete(record.key);
-    } else if (spec.shouldApply) {
-      const current = await this.store.get(record.key);
-      if (!spec.shouldApply(current, record.value)) return;
-      await this.store.put(record.key, record.value);
-    } else await this.store.put(record.key, record.value);
+      await this.withoutChangelog(() => this.store.delete(record.key));
+    } else {
+      if (spec.shouldApply && !spec.shouldApply(await this.store.get(record.key), record.value)) return;
+      await this.withoutChangelog(() => this.store.put(record.key, record.value));
+    }
     await this.ctx.forward(record);
   }
 }
@@ -186,6 +191,7 @@ export class StreamTask {
   private pumping = false;
   private pumpAgain = false;
   private paused = false;
+  private lock: Promise<void> = Promise.resolve();
   private idleTimer: NodeJS.Timeout | undefined;
   private fatal: unknown;
   private readonly now: () => number;
@@ -232,7 +238,8 @@ export class StreamTask {
   async init(): Promise<void> {
     for (const node of this.nodes.values()) {
       if (node.def.kind === 'processor') node.processor = node.def.supplier!();
-      else if (node.def.kind === 'table') node.processor = new TableSourceProcessor(node.def);
+      else if (node.def.kind === 'table')
+        node.processor = new TableSourceProcessor(node.def, this.opts.withoutChangelog ?? ((fn) => fn()));
       else if (node.def.kind === 'source') {
         node.processor = { process: (r) => node.forward(r) };
       }
@@ -276,6 +283,7 @@ export class StreamTask {
   enqueue(topic: string, records: RawRecord[], highWatermark?: number): Promise<void> {
     const q = this.queues.get(topic);
     if (!q) return Promise.reject(new ProcessingError('UNKNOWN_SOURCE', `task ${this.id} does not read ${topic}`));
+    if (this.fatal !== undefined) return Promise.reject(this.fatal);
     if (this.state === 'CLOSED')
       return Promise.reject(new StreamsError('TASK_CLOSED', `task ${this.id} is closed`, { retriable: true }));
     if (highWatermark !== undefined) q.highWatermark = highWatermark;
@@ -306,7 +314,7 @@ export class StreamTask {
   }
 
   private kick(): void {
-    if (this.paused) return;
+    if (this.paused || this.fatal !== undefined) return;
     if (this.pumping) {
       this.pumpAgain = true;
       return;
@@ -324,7 +332,9 @@ export class StreamTask {
           if (this.state !== 'RUNNING' || this.paused) return;
           const batch = this.nextBatch();
           if (!batch) break;
-          await this.processBatch(batch);
+          await this.exclusive(() => this.processBatch(batch));
+          // wall-clock punctuation must not starve under sustained load
+          await this.exclusive(() => this.runWallClock(this.now()));
         }
       } while (this.pumpAgain);
     } catch (e) {
@@ -332,6 +342,16 @@ export class StreamTask {
     } finally {
       this.pumping = false;
     }
+  }
+
+  /** Processing and punctuation never interleave: each runs alone on the task's stores. */
+  private exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.lock.then(fn);
+    this.lock = run.then(
+      () => undefined,
+      () => undefined,
+    );
+    return run;
   }
 
   private fail(e: unknown): void {
@@ -418,14 +438,16 @@ export class StreamTask {
         const value = r.value === null ? null : spec.value.deserialize(q.topic, r.value);
         decoded[i] = { key, value, timestamp: r.timestamp, headers: normaliseHeaders(r.headers) };
       } catch (e) {
-        this.handleError(q, r, e, this.opts.deserializationErrorPolicy, 'DESERIALIZATION_FAILED');
+        this.handleError(q, r, e, this.opts.deserializationErrorPolicy, 'DESERIALIZATION_FAILED', 'deserialization');
         decoded[i] = undefined;
       }
     }
     // 2. read the stores for the whole batch at once
     if (this.opts.prefetchStores?.length) {
       const keys = [...new Set(decoded.flatMap((d) => (d && d.key !== null && d.key !== undefined ? [d.key] : [])))];
-      if (keys.length) await Promise.all(this.opts.prefetchStores.map((s) => this.store(s).getAll(keys)));
+      // only a cache warm-up: a failure here is not an error of any record
+      if (keys.length)
+        await Promise.all(this.opts.prefetchStores.map((s) => this.store(s).getAll(keys))).catch(() => undefined);
     }
     // 3. process one by one, in order
     for (let i = 0; i < batch.length; i++) {
@@ -440,7 +462,7 @@ export class StreamTask {
           await source.processor!.process(rec);
         } catch (e) {
           if (this.state !== 'RUNNING') throw e;
-          this.handleError(q, r, e, this.opts.processingErrorPolicy, 'PROCESSING_FAILED');
+          this.handleError(q, r, e, this.opts.processingErrorPolicy, 'PROCESSING_FAILED', 'processing');
         }
         this.currentMetadata = undefined;
         await this.punctuateStreamTime();
@@ -468,7 +490,14 @@ export class StreamTask {
     }
   }
 
-  private handleError(q: Queue, r: RawRecord, e: unknown, policy: ErrorPolicy, fallbackCode: string): void {
+  private handleError(
+    q: Queue,
+    r: RawRecord,
+    e: unknown,
+    policy: ErrorPolicy,
+    fallbackCode: string,
+    kind: 'deserialization' | 'processing',
+  ): void {
     const code = e instanceof StreamsError ? e.code : fallbackCode;
     const message = e instanceof Error ? e.message : String(e);
     if (policy === 'fail') {
@@ -487,7 +516,7 @@ export class StreamTask {
         'dlq.source.offset': String(r.offset),
         'dlq.error.code': code,
         'dlq.error.message': message.slice(0, 1000),
-        'dlq.error.kind': e instanceof SerdeError ? 'deserialization' : 'processing',
+        'dlq.error.kind': kind,
         'dlq.application.id': this.applicationId,
       },
     });
@@ -521,7 +550,11 @@ export class StreamTask {
 
   /** Runs due wall-clock punctuations (the engine calls this periodically). */
   async punctuateWallClock(now = this.now()): Promise<void> {
-    if (this.state !== 'RUNNING' || this.pumping) return;
+    if (this.state !== 'RUNNING' || this.paused || this.fatal !== undefined) return;
+    await this.exclusive(() => this.runWallClock(now));
+  }
+
+  private async runWallClock(now: number): Promise<void> {
     for (const p of this.punctuators) {
       if (p.cancelled || p.type !== 'WALL_CLOCK_TIME' || now < p.next) continue;
       await p.cb(now);
@@ -532,6 +565,7 @@ export class StreamTask {
   /** Waits until the task is not in the middle of a batch. */
   async quiesce(): Promise<void> {
     while (this.pumping) await new Promise((r) => setImmediate(r));
+    await this.lock;
     if (this.fatal) throw this.fatal;
   }
 

@@ -167,7 +167,7 @@ export class TopologyTestDriver {
     const coPartitioned = new Set(this.topology.sourceTopics());
     const prefetchStores =
       this.opts.prefetchStores ??
-      [...this.topology.stores.values()].filter((s) => s.cacheMaxEntries !== 0).map((s) => s.name);
+      [...this.topology.stores.values()].filter((s) => s.prefetch && s.cacheMaxEntries !== 0).map((s) => s.name);
     for (let partition = 0; partition < this.partitions; partition++) {
       const taskId = `0_${partition}`;
       const state = new TaskStateManager({
@@ -181,7 +181,8 @@ export class TopologyTestDriver {
       // kept before opening, so close() releases what a failed start opened
       this.states.push(state);
       await state.open();
-      const task = new StreamTask({
+      // changelog records carry the timestamp of the record being processed, as in the engine
+      const task: StreamTask = new StreamTask({
         applicationId: this.applicationId,
         partition,
         topology: this.topology,
@@ -194,8 +195,10 @@ export class TopologyTestDriver {
         processingErrorPolicy: this.opts.errorPolicy?.processing ?? 'dlq',
         dlqTopic: this.dlqTopic,
         prefetchStores,
+        withoutChangelog: (fn) => state.withoutChangelog(fn),
         now: () => this.wallClock,
       });
+      state.timestamp = () => (task.currentTimestamp >= 0 ? task.currentTimestamp : this.wallClock);
       this.tasks.push(task);
       await task.init();
     }

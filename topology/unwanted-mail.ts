@@ -10,7 +10,12 @@
  * its slice of the preference store. Interactions are declared before mail events, so on equal
  * timestamps an interaction is applied before the mail is decided.
  */
-import { DecideProcessor, PREFERENCES_STORE, TENANT_POLICIES_TABLE, type DecideDeps } from '../processors/decide-processor.js';
+import {
+  DecideProcessor,
+  PREFERENCES_STORE,
+  TENANT_POLICIES_TABLE,
+  type DecideDeps,
+} from '../processors/decide-processor.js';
 import { DEDUPE_STORE, LearnProcessor, newerPreferences } from '../processors/learn-processor.js';
 import type { MailMetrics } from '../processors/metrics.js';
 import { longSerde, stringSerde } from '../runtime/serdes.js';

@@ -55,7 +55,8 @@ export async function buildStoreStack<K, V>(opts: StoreStackOptions<K, V>): Prom
   try {
     let bytes: BytesStore = inner;
     if (opts.sink !== undefined) bytes = new ChangeLoggingStore(bytes, opts.sink);
-    if (opts.cacheMaxEntries > 0) bytes = new CachingStore(bytes, { maxEntries: opts.cacheMaxEntries, writeThrough: opts.writeThrough ?? false });
+    if (opts.cacheMaxEntries > 0)
+      bytes = new CachingStore(bytes, { maxEntries: opts.cacheMaxEntries, writeThrough: opts.writeThrough ?? false });
     const store = new MeteredKeyValueStore<K, V>(bytes, opts.keySerde, opts.valueSerde, opts.metrics);
     return { store, inner };
   } catch (err) {

@@ -151,7 +151,9 @@ export function registryRuntime(): { version: string; java: string } {
   if (modern) return { version: process.env.UM_REGISTRY_VERSION || REGISTRY_VERSION, java: modern.bin };
   const old = javas.find((j) => j.major >= 17);
   if (!old) throw new Error('Java 17 or newer is needed for the local schema registry (set UM_JAVA or JAVA_HOME)');
-  log(`no Java 21+ found: Apicurio ${REGISTRY_VERSION} needs it, using Apicurio ${REGISTRY_FALLBACK_VERSION} on Java ${old.major}`);
+  log(
+    `no Java 21+ found: Apicurio ${REGISTRY_VERSION} needs it, using Apicurio ${REGISTRY_FALLBACK_VERSION} on Java ${old.major}`,
+  );
   return { version: REGISTRY_FALLBACK_VERSION, java: old.bin };
 }
 
@@ -422,7 +424,15 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
     mkdirSync(n.dataDir, { recursive: true });
     const props = join(workDir, `node-${n.nodeId}`, 'server.properties');
     writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3));
-    run(java, [...jvm, 'kafka.tools.StorageTool', 'format', `--cluster-id=${clusterId}`, '-c', props, '--ignore-formatted']);
+    run(java, [
+      ...jvm,
+      'kafka.tools.StorageTool',
+      'format',
+      `--cluster-id=${clusterId}`,
+      '-c',
+      props,
+      '--ignore-formatted',
+    ]);
   }
 
   const startNode = async (nodeId: number): Promise<void> => {
@@ -524,7 +534,9 @@ function registryJar(home: string): string {
   return join(home, runner);
 }
 
-export async function startRegistry(opts: { workDir?: string; timeoutMs?: number; port?: number } = {}): Promise<LocalRegistry> {
+export async function startRegistry(
+  opts: { workDir?: string; timeoutMs?: number; port?: number } = {},
+): Promise<LocalRegistry> {
   const t0 = Date.now();
   const { version, java } = registryRuntime();
   const home = await installRegistry(version);

@@ -1,6 +1,7 @@
 /** Shared helpers for integration tests: the broker/registry addresses and unique names. */
 import { randomBytes } from 'node:crypto';
 import { Kafka, logLevel, type Admin } from 'kafkajs';
+import { readRanges } from '../../runtime/partition-reader.js';
 
 export function brokers(): string[] {
   const b = process.env.KAFKA_BROKERS;
@@ -86,57 +87,47 @@ export interface ReadRecord {
   headers: Record<string, string>;
 }
 
-/** Reads a topic from the beginning up to its current end (or until `atLeast` records arrive). */
+/** Reads a topic from the beginning up to its current end (or until `atLeast` records exist). */
 export async function readAll(
   topic: string,
   opts: { atLeast?: number; timeoutMs?: number } = {},
 ): Promise<ReadRecord[]> {
   const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
   const kafka = kafkaClient();
-  const out: ReadRecord[] = [];
   for (;;) {
     const ends = await withAdmin((a) => a.fetchTopicOffsets(topic));
     const total = ends.reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
     if (opts.atLeast === undefined || total >= opts.atLeast || Date.now() > deadline) {
-      const want = new Map(ends.map((p) => [p.partition, Number(p.high)]));
-      const left = new Set([...want].filter(([, h]) => h > 0).map(([p]) => p));
-      if (!left.size) return out;
-      const consumer = kafka.consumer({ groupId: uniqueName('reader') });
-      await consumer.connect();
-      await consumer.subscribe({ topic, fromBeginning: true });
-      await new Promise<void>((resolve, reject) => {
-        const timer = setTimeout(
-          () => reject(new Error(`readAll(${topic}) timed out`)),
-          Math.max(5000, deadline - Date.now()),
-        );
-        void consumer.run({
-          eachBatch: async ({ batch }) => {
-            for (const m of batch.messages) {
-              const headers: Record<string, string> = {};
-              for (const [k, v] of Object.entries(m.headers ?? {})) if (v !== undefined) headers[k] = String(v);
-              if (Number(m.offset) < want.get(batch.partition)!)
-                out.push({
-                  topic,
-                  partition: batch.partition,
-                  offset: Number(m.offset),
-                  key: m.key,
-                  value: m.value,
-                  timestamp: Number(m.timestamp),
-                  headers,
-                });
-            }
-            if (Number(batch.lastOffset()) + 1 >= want.get(batch.partition)!) {
-              left.delete(batch.partition);
-              if (!left.size) {
-                clearTimeout(timer);
-                resolve();
-              }
-            }
-          },
-        });
+      const out: ReadRecord[] = [];
+      const ranges = ends.map((p) => ({ topic, partition: p.partition, from: Number(p.low), to: Number(p.high) }));
+      const read = readRanges(kafka, 'test-reader', ranges, async (range, records) => {
+        for (const r of records) {
+          const headers: Record<string, string> = {};
+          for (const [k, v] of Object.entries(r.headers ?? {})) if (v !== undefined) headers[k] = String(v);
+          out.push({
+            topic,
+            partition: range.partition,
+            offset: r.offset,
+            key: r.key,
+            value: r.value,
+            timestamp: r.timestamp,
+            headers,
+          });
+        }
       });
-      await consumer.disconnect();
-      return out;
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(
+          () => reject(new Error(`readAll(${topic}) timed out`)),
+          Math.max(30_000, deadline - Date.now()),
+        );
+      });
+      try {
+        await Promise.race([read, timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+      return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
     }
     await new Promise((r) => setTimeout(r, 250));
   }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { SeqOut, SeqState } from './fixtures/seq-topology.js';
-import { brokers, createTopics, produce, readAll, uniqueName, waitUntil } from './helpers.js';
+import { brokers, createTopics, produce, readAll, uniqueName, waitUntil, withAdmin } from './helpers.js';
 
 const stateRoot = mkdtempSync(join(tmpdir(), 'um-scale-'));
 const children = new Set<ChildProcess>();
@@ -156,8 +156,16 @@ describe('runtime: several instances as separate processes', () => {
     const SEQS = 100;
     await produce(input, records(KEYS, 1, 100));
     const a = startInstance(appId, input, output, 'crash-a');
-    // kill it while it is processing: some outputs written, not all
+    // kill it while it is processing: some outputs written and some offsets committed, not all
     await waitUntil('some output', async () => (await readAll(output)).length > 3000, 60_000);
+    await waitUntil(
+      'a commit',
+      async () =>
+        (await withAdmin((ad) => ad.fetchOffsets({ groupId: appId, topics: [input] })))[0]!.partitions.some(
+          (p) => Number(p.offset) > 0,
+        ),
+      60_000,
+    );
     expect(await stopInstance(a, 'SIGKILL')).toBeNull();
     const before = (await readAll(output)).length;
     expect(before).toBeLessThan(KEYS * SEQS);
@@ -165,6 +173,8 @@ describe('runtime: several instances as separate processes', () => {
     await waitForOutputs(output, KEYS * SEQS);
     const { duplicates } = await verify(appId, output, KEYS, SEQS);
     console.log(`crash test: ${KEYS * SEQS} records, killed after ${before} outputs, ${duplicates} duplicate outputs`);
+    // only what was processed after the last commit is processed again
+    expect(duplicates).toBeLessThanOrEqual(before);
     expect(await stopInstance(a2, 'SIGTERM')).toBe(0);
   });
 });

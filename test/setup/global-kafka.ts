@@ -7,6 +7,7 @@
 import { startLocalStack, type LocalStack } from '../../scripts/kafka/local.js';
 
 let stack: LocalStack | undefined;
+process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
 export async function setup(): Promise<void> {
   if (process.env.KAFKA_BROKERS && process.env.SCHEMA_REGISTRY_URL) return;

@@ -9,7 +9,9 @@ describe('CachingStore write-through', () => {
   it('logs every write at once and still serves reads from the cache', async () => {
     const logged: [string, string | null][] = [];
     const inner = new InMemoryKeyValueStore('s');
-    const logging = new ChangeLoggingStore(inner, { log: (k, v) => logged.push([k.toString(), v ? v.toString() : null]) });
+    const logging = new ChangeLoggingStore(inner, {
+      log: (k, v) => logged.push([k.toString(), v ? v.toString() : null]),
+    });
     const cache = new CachingStore(logging, { maxEntries: 2, writeThrough: true });
     await cache.put(b('a'), b('1'));
     await cache.put(b('a'), b('2'));
