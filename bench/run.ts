@@ -508,8 +508,12 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
   let restoredAtRunning = 0;
   let firstDecisionAt: number | undefined;
   const perSecond: number[] = [];
+  const consumedPerSecond: number[] = [];
   let lastSecondAt = performance.now();
   let lastSecondEvents = 0;
+  let lastSecondConsumed = 0;
+  const eld = monitorEventLoopDelay({ resolution: 10 });
+  eld.enable();
   let counts = await processedCounts(reg, topics);
   const doneEvents = () => counts.decisions + counts.interactions + counts.deadMails + counts.deadInteractions;
   const deadline = Date.now() + opts.timeoutS * 1000;
@@ -528,7 +532,10 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     }
     if (now - lastSecondAt >= 1000) {
       const e = doneEvents();
+      const c = await metricSum(reg, 'um_records_consumed_total');
       perSecond.push(round(((e - lastSecondEvents) * 1000) / (now - lastSecondAt)));
+      consumedPerSecond.push(round(((c - lastSecondConsumed) * 1000) / (now - lastSecondAt)));
+      lastSecondConsumed = c;
       if (perSecond.length % 5 === 0) log(`processed ${fmt(e)} / ${fmt(totalEvents)} (${fmt(perSecond.at(-1)!)} /s)`);
       lastSecondEvents = e;
       lastSecondAt = now;
@@ -564,6 +571,7 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     }
   }
   const doneAt = performance.now();
+  eld.disable();
   const cpu = process.cpuUsage(cpu0);
   const prof = await profiler?.stop('throughput');
   const memory = mem.stop();
@@ -593,6 +601,16 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     decisionsPerSec: round((counts.decisions - decisionsAtRunning) / runSecs),
     eventsPerSecWallIncludingStart: round(processed / wallSecs),
     perSecond: { min: sortedPs[0] ?? 0, median: sortedPs[sortedPs.length >> 1] ?? 0, max: sortedPs.at(-1) ?? 0 },
+    processedPerSecondSeries: perSecond,
+    consumedPerSecondSeries: consumedPerSecond,
+    eventLoopDelayMs: {
+      p50: round(eld.percentile(50) / 1e6, 1),
+      p99: round(eld.percentile(99) / 1e6, 1),
+      max: round(eld.max / 1e6, 1),
+    },
+    serviceCommitMs: (await histogramQuantiles(reg, 'um_commit_seconds', [0.5, 0.9, 0.99])) ?? null,
+    serviceProduceRequestMs: (await histogramQuantiles(reg, 'um_produce_request_seconds', [0.5, 0.9, 0.99])) ?? null,
+    serviceProcessBatchMs: (await histogramQuantiles(reg, 'um_process_batch_seconds', [0.5, 0.9, 0.99])) ?? null,
     cpuSecondsPerWallSecond: round((cpu.user + cpu.system) / 1e6 / wallSecs, 2),
     ...memory,
     ...(prof ? { profile: prof } : {}),
@@ -877,6 +895,12 @@ function summary(scenario: Scenario, r: Record<string, unknown>): string {
       `processing         ${fmt(g('eventsProcessed'))} events in ${g('processingSeconds')} s after RUNNING, until every decision is on the output topic (${g('wallSeconds')} s from start)${g('timedOut') ? '  TIMED OUT' : ''}`,
       `events/s           ${fmt(g('eventsPerSec'))}   (wall incl. start: ${fmt(g('eventsPerSecWallIncludingStart'))}; 1-s windows min/median/max ${fmt(ps.min)}/${fmt(ps.median)}/${fmt(ps.max)})`,
       `decisions/s        ${fmt(g('decisionsPerSec'))}   (${fmt(g('decisions'))} decisions, ${fmt(g('decisionRecordsOnOutputTopics'))} on the output topics, ${fmt(g('deadLetters'))} dead letters)`,
+      `processed per 1 s  ${(g('processedPerSecondSeries') as number[]).map((x) => fmt(x)).join(' ')}`,
+      `consumed per 1 s   ${(g('consumedPerSecondSeries') as number[]).map((x) => fmt(x)).join(' ')}`,
+      `event-loop delay   ${q(g('eventLoopDelayMs'))} ms`,
+      `service commit     ${q(g('serviceCommitMs'))} ms per commit (um_commit_seconds)`,
+      `service produce    ${q(g('serviceProduceRequestMs'))} ms per produce request (um_produce_request_seconds)`,
+      `service batch      ${q(g('serviceProcessBatchMs'))} ms per processed batch (um_process_batch_seconds)`,
       `process CPU        ${g('cpuSecondsPerWallSecond')} cores busy on average`,
       `peak RSS / heap    ${fmt(g('peakRssMiB'), 1)} MiB / ${fmt(g('peakHeapUsedMiB'), 1)} MiB`,
     );

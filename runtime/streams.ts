@@ -23,6 +23,7 @@ import { IllegalStateError, StreamsError, TopologyError } from './errors.js';
 import { RuntimeMetrics } from './metrics.js';
 import { endOffsets, followTopics, readRanges, toRawRecord } from './partition-reader.js';
 import { partitionForKey } from './partitioner.js';
+import { withRetries } from './retry.js';
 import type { GlobalTableView } from './processor.js';
 import { KafkaRecordCollector } from './record-collector.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
@@ -178,7 +179,9 @@ export class KafkaStreams {
   async start(): Promise<void> {
     this.transition('STARTING');
     try {
-      await this.prepareTopics();
+      await withRetries('checking topics', () => this.prepareTopics(), {
+        onRetry: (e) => this.logger.warn({ err: (e as Error).message }, 'topic check failed, retrying'),
+      });
       await this.initSerdes();
       this.producer = this.kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 10 } });
       await this.producer.connect();

@@ -554,7 +554,9 @@ export async function startRegistry(
     '-Dquarkus.http.host=127.0.0.1',
     `-Dquarkus.http.port=${port}`,
     '-Dquarkus.http.access-log.enabled=false',
-    '-Dquarkus.management.enabled=false',
+    // the management interface is fixed at build time in Apicurio 3: give it a free loopback port
+    '-Dquarkus.management.host=127.0.0.1',
+    `-Dquarkus.management.port=${await freePort()}`,
     '-Dquarkus.log.level=WARN',
     '-Dquarkus.log.category."io.quarkus".level=INFO',
     '-jar',
