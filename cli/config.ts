@@ -35,7 +35,7 @@ export const SETTINGS = {
     'Partitions of the co-partitioned topics when `um topics create` or `um start` creates them (default 6).',
   UM_REPLICATION_FACTOR: 'Replication factor of topics the service creates (default 1).',
   UM_COMMIT_INTERVAL_MS: 'How often processed offsets are committed (default 1000).',
-  UM_PROCESSING_GUARANTEE: 'at_least_once (default) | exactly_once.',
+  UM_PROCESSING_GUARANTEE: 'at_least_once (the only one implemented so far; exactly_once is refused at start).',
   UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
   UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
   UM_LOG_LEVEL: 'fatal | error | warn | info (default) | debug | trace.',
@@ -176,6 +176,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       c.SCHEMA_REGISTRY_USERNAME ? 'SCHEMA_REGISTRY_PASSWORD' : 'SCHEMA_REGISTRY_USERNAME',
       'registry auth needs both SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD',
     );
+  if (c.UM_PROCESSING_GUARANTEE === 'exactly_once')
+    throw new ConfigError('UM_PROCESSING_GUARANTEE', 'exactly_once (Kafka transactions) is not implemented yet; use at_least_once');
   if (c.KAFKA_BROKERS && !c.SCHEMA_REGISTRY_URL)
     throw new ConfigError('SCHEMA_REGISTRY_URL', 'is required when KAFKA_BROKERS is set');
   let ssl: AppConfig['ssl'];

@@ -274,10 +274,20 @@ describe('unwanted-mail end to end', () => {
     );
     await produceScript(topics, serdes, s);
 
-    const app = await startApp(cfg, { logger: pino({ level: 'warn' }), http: false });
+    const app = await startApp({ ...cfg, http: { host: '127.0.0.1', port: 0 } }, { logger: pino({ level: 'warn' }) });
     let decisions: Decision[];
     try {
       decisions = await readDecisions(topics, serdes, s.mails.length);
+      // the preference table answers over HTTP from the owning instance
+      const r = await fetch(`${app.url}/v1/preferences/m3`);
+      expect(r.status).toBe(200);
+      const body = (await r.json()) as { key: string; value: UserPreferences };
+      expect(body.key).toBe('m3');
+      expect(body.value.version).toBe(3);
+      expect((await fetch(`${app.url}/v1/preferences/nobody`)).status).toBe(404);
+      expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
+      const metrics = await (await fetch(`${app.url}/metrics`)).text();
+      expect(metrics).toMatch(/um_decisions_total\{action="JUNK",reason="USER_JUNK",mode="LIVE"\} 2/);
     } finally {
       await app.close();
     }

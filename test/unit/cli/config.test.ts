@@ -1,0 +1,94 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { loadConfig, redact } from '../../../cli/config.js';
+import { ConfigError } from '../../../runtime/errors.js';
+
+const base = { KAFKA_BROKERS: 'k1:9092,k2:9093', SCHEMA_REGISTRY_URL: 'http://r:8080/apis/ccompat/v7' };
+
+function refused(env: Record<string, string>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (e) {
+    expect(e).toBeInstanceOf(ConfigError);
+    return e as ConfigError;
+  }
+  throw new Error('expected a ConfigError');
+}
+
+describe('service configuration', () => {
+  it('reads the environment with documented defaults, frozen', () => {
+    const c = loadConfig({ ...base, UM_HTTP_PORT: '0' });
+    expect(c.brokers).toEqual(['k1:9092', 'k2:9093']);
+    expect(c.registry.url).toBe('http://r:8080/apis/ccompat/v7');
+    expect(c.applicationId).toBe('unwanted-mail');
+    expect(c.topicPrefix).toBe('');
+    expect(c.partitions).toBe(6);
+    expect(c.commitIntervalMs).toBe(1000);
+    expect(c.defaultMode).toBe('SHADOW');
+    expect(c.http).toEqual({ host: '0.0.0.0', port: 0 });
+    expect(Object.isFrozen(c)).toBe(true);
+    expect(Object.isFrozen(c.brokers)).toBe(true);
+    expect(() => ((c as { applicationId: string }).applicationId = 'x')).toThrow();
+  });
+
+  it('runs with nothing configured (the embedded default of `um start`)', () => {
+    const c = loadConfig({});
+    expect(c.brokers).toBeUndefined();
+    expect(c.registry.url).toBeUndefined();
+  });
+
+  it.each([
+    [{ UM_HTTP_PORT: 'eighty' }, 'UM_HTTP_PORT', /integer/],
+    [{ UM_HTTP_PORT: '70000' }, 'UM_HTTP_PORT', /65535/],
+    [{ KAFKA_BROKERS: 'nohostport' }, 'KAFKA_BROKERS', /host:port/],
+    [{ UM_APP_ID: 'bad id!' }, 'UM_APP_ID', /letters/],
+    [{ UM_LOG_LEVEL: 'loud' }, 'UM_LOG_LEVEL', /Invalid enum/],
+    [{ UM_DEFAULT_MODE: 'ON' }, 'UM_DEFAULT_MODE', /Invalid enum/],
+    [{ KAFKA_BROKERS: 'k:1' }, 'SCHEMA_REGISTRY_URL', /required/],
+    [{ ...base, KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u' }, 'KAFKA_SASL_PASSWORD', /together/],
+    [{ ...base, SCHEMA_REGISTRY_USERNAME: 'u' }, 'SCHEMA_REGISTRY_PASSWORD', /both/],
+    [{ ...base, KAFKA_SSL_CA_FILE: '/nonexistent/ca.pem' }, 'KAFKA_SSL_CA_FILE', /cannot read/],
+    [{ ...base, UM_PROCESSING_GUARANTEE: 'exactly_once' }, 'UM_PROCESSING_GUARANTEE', /not implemented/],
+  ])('refuses %j naming %s', (env, setting, message) => {
+    const e = refused(env as Record<string, string>);
+    expect(e.setting).toBe(setting);
+    expect(e.message).toContain(setting);
+    expect(e.message).toMatch(message);
+  });
+
+  it('builds SASL and TLS settings, and masks secrets when printed', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'um-cfg-'));
+    writeFileSync(join(dir, 'ca.pem'), 'CA-PEM');
+    const c = loadConfig({
+      ...base,
+      KAFKA_SASL_MECHANISM: 'scram-sha-512',
+      KAFKA_SASL_USERNAME: 'svc',
+      KAFKA_SASL_PASSWORD: 's3cret',
+      KAFKA_SSL_CA_FILE: join(dir, 'ca.pem'),
+      SCHEMA_REGISTRY_USERNAME: 'reg',
+      SCHEMA_REGISTRY_PASSWORD: 'regpass',
+    });
+    expect(c.sasl).toEqual({ mechanism: 'scram-sha-512', username: 'svc', password: 's3cret' });
+    expect(c.ssl).toEqual({ ca: 'CA-PEM', rejectUnauthorized: true });
+    const printed = JSON.stringify(redact(c));
+    expect(printed).not.toContain('s3cret');
+    expect(printed).not.toContain('regpass');
+    expect(printed).toContain('svc');
+    expect(loadConfig({ ...base, KAFKA_SSL: 'true' }).ssl).toBe(true);
+  });
+
+  it('reads a JSON file named by UM_CONFIG_FILE; the environment wins; unknown keys are refused', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'um-cfg-'));
+    const file = join(dir, 'um.json');
+    writeFileSync(file, JSON.stringify({ ...base, UM_APP_ID: 'from-file', UM_PARTITIONS: 12 }));
+    const c = loadConfig({ UM_CONFIG_FILE: file, UM_APP_ID: 'from-env' });
+    expect(c.applicationId).toBe('from-env');
+    expect(c.partitions).toBe(12);
+    writeFileSync(file, JSON.stringify({ UM_PARTITIONZ: 3 }));
+    expect(refused({ UM_CONFIG_FILE: file }).setting).toBe('UM_PARTITIONZ');
+    writeFileSync(file, '{nope');
+    expect(refused({ UM_CONFIG_FILE: file }).setting).toBe('UM_CONFIG_FILE');
+  });
+});
