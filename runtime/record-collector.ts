@@ -53,43 +53,52 @@ export interface KafkaRecordCollectorOptions {
 
 export class KafkaRecordCollector implements RecordCollector {
   private buffer: OutgoingRecord[] = [];
-  private inFlight: Promise<void> = Promise.resolve();
+  private sending: Promise<void> | undefined;
   private failure: StreamsError | undefined;
   private readonly offsets = new Map<string, number>();
   private readonly maxBatch: number;
   private scheduled = false;
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
-    this.maxBatch = opts.maxBatchRecords ?? 5000;
+    this.maxBatch = opts.maxBatchRecords ?? 10_000;
   }
 
   send(record: OutgoingRecord): void {
     if (this.failure) throw this.failure;
     this.buffer.push(record);
-    if (this.buffer.length >= this.maxBatch) this.dispatch();
-    else if (!this.scheduled) {
-      // linger until the current macrotask ends, so one processed batch becomes one request
-      this.scheduled = true;
-      setImmediate(() => {
-        this.scheduled = false;
-        if (this.buffer.length) this.dispatch();
+    if (this.sending || this.scheduled) return;
+    // linger until the current macrotask ends, so one processed batch becomes one request
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.kick();
+    });
+  }
+
+  private kick(): Promise<void> {
+    if (!this.sending && this.buffer.length) {
+      this.sending = this.drain().finally(() => {
+        this.sending = undefined;
       });
+      // a failure is kept and reported by the next send or flush
+      this.sending.catch(() => undefined);
+    }
+    return this.sending ?? Promise.resolve();
+  }
+
+  /**
+   * One request at a time; each takes everything buffered meanwhile (up to maxBatch records),
+   * so records for a partition are written in collection order and requests stay large.
+   */
+  private async drain(): Promise<void> {
+    while (this.buffer.length && !this.failure) {
+      const batch = this.buffer.length <= this.maxBatch ? this.buffer : this.buffer.slice(0, this.maxBatch);
+      this.buffer = batch === this.buffer ? [] : this.buffer.slice(this.maxBatch);
+      await this.produce(batch);
     }
   }
 
-  /** Chains one produce request for what is buffered behind the one in flight. */
-  private dispatch(): Promise<void> {
-    const batch = this.buffer;
-    this.buffer = [];
-    const prev = this.inFlight;
-    this.inFlight = prev.then(() => (batch.length ? this.produce(batch) : undefined));
-    // a failure is kept and reported by the next send or flush
-    this.inFlight.catch(() => undefined);
-    return this.inFlight;
-  }
-
   private async produce(batch: OutgoingRecord[]): Promise<void> {
-    if (this.failure) return;
     const byTopic = new Map<string, Message[]>();
     for (const r of batch) {
       let list = byTopic.get(r.topic);
@@ -138,7 +147,7 @@ export class KafkaRecordCollector implements RecordCollector {
 
   async flush(): Promise<void> {
     if (this.failure) throw this.failure;
-    await this.dispatch();
+    while (this.buffer.length || this.sending) await this.kick();
     if (this.failure) throw this.failure;
   }
 

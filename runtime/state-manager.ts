@@ -206,6 +206,11 @@ export class TaskStateManager {
     await writeCheckpoint(this.checkpointFile, out);
   }
 
+  /** The changelog offset the local store is known to be complete up to (after restore). */
+  position(topic: string): number | undefined {
+    return this.positions.get(tpKey(topic, this.opts.partition));
+  }
+
   /**
    * Runs `fn` with changelogging off: for writes that come from the changelog topic itself (a
    * table's source records), which must not be written back to it.

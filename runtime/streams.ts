@@ -102,6 +102,7 @@ export class KafkaStreams {
   private readonly restoreStatus = new Map<string, RestoreStatus>();
   private readonly coPartitioned: Set<string>;
   private readonly prefetchStores: string[];
+  private readonly tableTopics: Set<string>;
 
   constructor(
     readonly topology: Topology,
@@ -123,6 +124,7 @@ export class KafkaStreams {
         ...(kafkaSecurity(config) as Pick<KafkaConfig, 'ssl' | 'sasl'>),
       });
     this.coPartitioned = new Set(topology.sourceTopics());
+    this.tableTopics = new Set([...topology.nodes.values()].flatMap((n) => (n.table ? [n.table.topic] : [])));
     this.prefetchStores = [...topology.stores.values()]
       .filter((s) => s.prefetch && s.cacheMaxEntries !== 0)
       .map((s) => s.name);
@@ -476,14 +478,14 @@ export class KafkaStreams {
       },
     });
     state.timestamp = () => (task.currentTimestamp >= 0 ? task.currentTimestamp : Date.now());
-    await this.positionTask(task);
+    await this.positionTask(task, state);
     await task.init();
     h.task = task;
     return task;
   }
 
   /** Committed offsets and high watermarks of the task's source partitions. */
-  private async positionTask(task: StreamTask): Promise<void> {
+  private async positionTask(task: StreamTask, state: TaskStateManager): Promise<void> {
     const admin = this.kafka.admin();
     await admin.connect();
     try {
@@ -493,7 +495,14 @@ export class KafkaStreams {
         const ends = await admin.fetchTopicOffsets(topic);
         const end = ends.find((e) => e.partition === task.partition);
         const c = committed.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === task.partition);
-        const offset = c ? Number(c.offset) : -1;
+        let offset = c ? Number(c.offset) : -1;
+        // a table's topic is its store's changelog: with no committed offset, consumption starts
+        // where the restore ended instead of reading the whole table a second time
+        const restoredTo = this.tableTopics.has(topic) ? state.position(topic) : undefined;
+        if (offset < 0 && restoredTo !== undefined && restoredTo > 0) {
+          offset = restoredTo;
+          this.consumer?.seek({ topic, partition: task.partition, offset: String(restoredTo) });
+        }
         // without a committed offset the group starts at the log start (fromBeginning)
         task.setPosition(topic, offset >= 0 ? offset : Number(end?.low ?? 0), Number(end?.high ?? 0));
       }

@@ -17,7 +17,17 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, writeFileSync, rmSync, renameSync, openSync, closeSync } from 'node:fs';
+import {
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  rmSync,
+  renameSync,
+  openSync,
+  closeSync,
+} from 'node:fs';
 import { createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -537,6 +547,24 @@ function registryJar(home: string): string {
 export async function startRegistry(
   opts: { workDir?: string; timeoutMs?: number; port?: number } = {},
 ): Promise<LocalRegistry> {
+  // a port picked free can be taken by another process before the registry binds it: try again
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startRegistryOnce(opts);
+    } catch (e) {
+      if (attempt >= 3 || opts.port !== undefined || !(e instanceof PortInUseError)) throw e;
+      log(`registry port was taken (${(e as Error).message}); retrying on another port`);
+    }
+  }
+}
+
+class PortInUseError extends Error {}
+
+async function startRegistryOnce(opts: {
+  workDir?: string;
+  timeoutMs?: number;
+  port?: number;
+}): Promise<LocalRegistry> {
   const t0 = Date.now();
   const { version, java } = registryRuntime();
   const home = await installRegistry(version);
@@ -564,14 +592,25 @@ export async function startRegistry(
   ];
   const child = spawnJava(java, args, logFile, home);
   const url = `http://127.0.0.1:${port}/apis/ccompat/v7`;
-  await waitFor(
-    'schema registry',
-    async () => {
-      const r = await fetch(`${url}/subjects`);
-      return r.ok ? true : undefined;
-    },
-    { timeoutMs: opts.timeoutMs ?? 90_000, children: [child], logFile },
-  );
+  const cleanup = (): void => {
+    if (!opts.workDir) rmSync(workDir, { recursive: true, force: true });
+  };
+  try {
+    await waitFor(
+      'schema registry',
+      async () => {
+        const r = await fetch(`${url}/subjects`);
+        return r.ok ? true : undefined;
+      },
+      { timeoutMs: opts.timeoutMs ?? 90_000, children: [child], logFile },
+    );
+  } catch (e) {
+    await stopProcess(child);
+    const inUse = existsSync(logFile) && readFileSync(logFile, 'utf8').includes('Address already in use');
+    cleanup();
+    if (inUse) throw new PortInUseError((e as Error).message);
+    throw e;
+  }
   const put = await fetch(`${url}/config`, {
     method: 'PUT',
     headers: { 'content-type': 'application/vnd.schemaregistry.v1+json' },
@@ -586,7 +625,7 @@ export async function startRegistry(
     startupMs,
     async stop() {
       await stopProcess(child);
-      if (!opts.workDir) rmSync(workDir, { recursive: true, force: true });
+      cleanup();
     },
   };
 }
