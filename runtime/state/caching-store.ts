@@ -25,7 +25,7 @@ interface CacheEntry {
  * Write-back LRU cache in front of a byte store (Kafka Streams' CachingKeyValueStore).
  *
  * - Reads are served from the cache, else from the inner store (and then cached; misses are
- *   not cached). `getAll` fetches every miss with one inner `getAll`.
+ *   cached as clean tombstones, so a key that does not exist costs one inner read). `getAll` fetches every miss with one inner `getAll`.
  * - Writes only touch the cache and mark the entry dirty; deletes are dirty tombstones. Writes
  *   to the same key between flushes collapse to the latest value.
  * - `flush()` hands all dirty entries to the inner store in ONE `putAll`, in the order the keys
@@ -85,7 +85,8 @@ export class CachingStore implements BytesStore {
       return cached.value ?? undefined;
     }
     const value = await this.inner.get(key);
-    if (value !== undefined && this.cacheClean(k, key, value)) await this.evictIfNeeded();
+    // misses are cached too (as clean tombstones): a key that is absent stays absent until written
+    if (this.cacheClean(k, key, value ?? null)) await this.evictIfNeeded();
     return value;
   }
 
@@ -110,7 +111,7 @@ export class CachingStore implements BytesStore {
         const i = missing[j]!;
         const value = values[j];
         results[i] = value;
-        if (value !== undefined && this.cacheClean(bytesKey(keys[i]!), keys[i]!, value)) added = true;
+        if (this.cacheClean(bytesKey(keys[i]!), keys[i]!, value ?? null)) added = true;
       }
       if (added) await this.evictIfNeeded();
     }
@@ -203,7 +204,7 @@ export class CachingStore implements BytesStore {
   }
 
   /** caches a value just read from the inner store, unless a write got there first; true if added */
-  private cacheClean(k: string, key: Buffer, value: Buffer): boolean {
+  private cacheClean(k: string, key: Buffer, value: Buffer | null): boolean {
     if (this.closed || this.lru.has(k)) return false;
     this.lru.set(k, { key, value, dirty: false, version: 0 });
     return true;

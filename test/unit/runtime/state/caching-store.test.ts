@@ -103,19 +103,23 @@ describe('CachingStore', () => {
     expect(await memory.get(b('k'))).toBeUndefined();
   });
 
-  it('reads populate the cache; misses are not cached', async () => {
+  it('reads populate the cache; misses are cached too, until the key is written', async () => {
     const { inner, memory, cache } = setup(100);
     await memory.put(b('x'), b('X'));
     expect(text(await cache.get(b('x')))).toBe('X');
     expect(text(await cache.get(b('x')))).toBe('X');
     expect(await cache.get(b('missing'))).toBeUndefined();
     expect(await cache.get(b('missing'))).toBeUndefined();
+    expect((await cache.getAll([b('missing')]))[0]).toBeUndefined();
     expect(inner.reads()).toEqual([
       { op: 'get', key: 'x' },
       { op: 'get', key: 'missing' },
-      { op: 'get', key: 'missing' },
     ]);
     expect(inner.writes()).toEqual([]); // a read never writes down
+    await cache.put(b('missing'), b('now here'));
+    expect(text(await cache.get(b('missing')))).toBe('now here');
+    await cache.flush();
+    expect(text(await memory.get(b('missing')))).toBe('now here');
   });
 
   it('getAll fetches every miss with one inner getAll', async () => {
