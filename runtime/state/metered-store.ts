@@ -18,6 +18,9 @@ type Observer = { observe(value: number): void };
  * operation into `metrics.opLatency{store, op}` (seconds). `range`/`all` are timed from the
  * first `next()` until the iteration ends or is abandoned with `break`/`return`.
  *
+ * Values read are decoded once per cached byte buffer and shared between reads: treat them as
+ * immutable (write a new value with `put` instead of changing one).
+ *
  * Serde failures surface as `SerdeError` (codes `SERIALIZE_FAILED` / `DESERIALIZE_FAILED`)
  * unless the serde already threw a `StreamsError`. `V` must not itself admit `null`: in
  * `putAll` a null value means delete.
@@ -29,6 +32,8 @@ export class MeteredKeyValueStore<K, V> implements KeyValueStore<K, V> {
   private readonly valueSerde: StoreSerde<V>;
   private readonly metrics: StoreMetrics | undefined;
   private readonly observers = new Map<StoreOp, Observer>();
+  /** decoded values by the bytes they came from; values are shared, so callers must not mutate them */
+  private readonly decoded = new WeakMap<Buffer, V & object>();
 
   constructor(inner: BytesStore, keySerde: StoreSerde<K>, valueSerde: StoreSerde<V>, metrics?: StoreMetrics) {
     this.inner = inner;
@@ -61,7 +66,10 @@ export class MeteredKeyValueStore<K, V> implements KeyValueStore<K, V> {
   async put(key: K, value: V): Promise<void> {
     const start = this.start();
     try {
-      await this.inner.put(this.serializeKey(key), this.serializeValue(value));
+      const bytes = this.serializeValue(value);
+      // the next read of these bytes (from the cache) needs no decoding
+      if (typeof value === 'object' && value !== null) this.decoded.set(bytes, value);
+      await this.inner.put(this.serializeKey(key), bytes);
     } finally {
       this.record('put', start);
     }
@@ -172,8 +180,13 @@ export class MeteredKeyValueStore<K, V> implements KeyValueStore<K, V> {
   }
 
   private deserializeValue(bytes: Buffer): V {
+    // the cache below hands back the same Buffer for the same cached value: decode it once
+    const memo = this.decoded.get(bytes);
+    if (memo !== undefined) return memo;
     try {
-      return this.valueSerde.deserialize(bytes);
+      const v = this.valueSerde.deserialize(bytes);
+      if (typeof v === 'object' && v !== null) this.decoded.set(bytes, v);
+      return v;
     } catch (err) {
       throw serdeError('DESERIALIZE_FAILED', `store "${this.name}": cannot deserialize value`, err);
     }
