@@ -83,7 +83,7 @@ async function produceAll(
 
 function app(appId: string): KafkaStreams {
   return new KafkaStreams(
-    seqTopology(input, output),
+    seqTopology(input, output, { cacheMaxEntries: 20_000 }),
     streamsConfig({
       applicationId: appId,
       brokers,

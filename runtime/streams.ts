@@ -535,7 +535,9 @@ export class KafkaStreams {
     let task = h.task;
     if (!task) {
       task = await this.waitWithHeartbeat(h.ready, heartbeat);
-      if (!task || h.closed) return;
+      // a seek made while the task was restoring (a table starting where its restore ended)
+      // makes this batch stale
+      if (!task || h.closed || isStale()) return;
     }
     const records = batch.messages.map(toRawRecord);
     this.metrics.recordsConsumed.inc({ topic: batch.topic }, records.length);
