@@ -177,7 +177,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       'registry auth needs both SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD',
     );
   if (c.UM_PROCESSING_GUARANTEE === 'exactly_once')
-    throw new ConfigError('UM_PROCESSING_GUARANTEE', 'exactly_once (Kafka transactions) is not implemented yet; use at_least_once');
+    throw new ConfigError(
+      'UM_PROCESSING_GUARANTEE',
+      'exactly_once (Kafka transactions) is not implemented yet; use at_least_once',
+    );
   if (c.KAFKA_BROKERS && !c.SCHEMA_REGISTRY_URL)
     throw new ConfigError('SCHEMA_REGISTRY_URL', 'is required when KAFKA_BROKERS is set');
   let ssl: AppConfig['ssl'];

@@ -7,7 +7,7 @@
  * the ones it wants and pauses the others. The application's group offsets are never touched.
  */
 import { randomBytes } from 'node:crypto';
-import type { Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import type { Admin, Consumer, Kafka, KafkaMessage } from 'kafkajs';
 import type { RawRecord } from './task.js';
 
 export interface PartitionRange {
@@ -34,10 +34,11 @@ function readerGroupId(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
-/** End offsets (high watermarks) of the given topics' partitions. */
-export async function endOffsets(kafka: Kafka, topics: string[]): Promise<Map<string, number>> {
-  const admin = kafka.admin();
-  await admin.connect();
+/** End offsets (high watermarks) of the given topics' partitions, keyed `topic:partition`. */
+export async function endOffsets(client: Kafka | Admin, topics: string[]): Promise<Map<string, number>> {
+  const shared = 'fetchTopicOffsets' in client;
+  const admin = shared ? client : client.admin();
+  if (!shared) await admin.connect();
   try {
     const out = new Map<string, number>();
     for (const topic of topics) {
@@ -45,7 +46,7 @@ export async function endOffsets(kafka: Kafka, topics: string[]): Promise<Map<st
     }
     return out;
   } finally {
-    await admin.disconnect();
+    if (!shared) await admin.disconnect();
   }
 }
 

@@ -12,12 +12,12 @@
  * co-partitioning sticky assignor. A task is opened and restored when assigned, processes only
  * while owned, and is closed (its state kept on disk) when revoked.
  */
-import type { Consumer, EachBatchPayload, Kafka, KafkaConfig, Producer } from 'kafkajs';
-import { Kafka as KafkaClient, logLevel as KafkaLogLevel } from 'kafkajs';
+import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaConfig, Producer } from 'kafkajs';
+import { AssignerProtocol, Kafka as KafkaClient, logLevel as KafkaLogLevel } from 'kafkajs';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { coPartitionedAssigner, type MemberInfo } from './assignor.js';
+import { coPartitionedAssigner, decodeMemberInfo, type MemberInfo } from './assignor.js';
 import { kafkaSecurity, type StreamsConfig } from './config.js';
 import { IllegalStateError, StreamsError, TopologyError } from './errors.js';
 import { RuntimeMetrics } from './metrics.js';
@@ -89,6 +89,8 @@ export class KafkaStreams {
   private _state: StreamsState = 'CREATED';
   private readonly kafka: Kafka;
   private consumer: Consumer | undefined;
+  /** one admin client for the instance's metadata look-ups (end offsets, group description) */
+  private admin: Admin | undefined;
   private producer: Producer | undefined;
   private collector: KafkaRecordCollector | undefined;
   private readonly tasks = new Map<number, TaskHandle>();
@@ -181,6 +183,8 @@ export class KafkaStreams {
   async start(): Promise<void> {
     this.transition('STARTING');
     try {
+      this.admin = this.kafka.admin();
+      await this.admin.connect();
       await withRetries('checking topics', () => this.prepareTopics(), {
         onRetry: (e) => this.logger.warn({ err: (e as Error).message }, 'topic check failed, retrying'),
       });
@@ -208,66 +212,61 @@ export class KafkaStreams {
 
   /** Checks sources exist and are co-partitioned; creates internal topics. */
   private async prepareTopics(): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      const existing = new Set(await admin.listTopics());
-      const sources = this.topology.sourceTopics();
-      const missing = [
-        ...sources,
-        ...this.topology.sinkTopics(),
-        ...[...this.topology.globalTables.values()].map((g) => g.topic),
-      ].filter((t) => !existing.has(t));
-      if (missing.length)
-        throw new TopologyError(
-          'MISSING_TOPICS',
-          `topics do not exist: ${[...new Set(missing)].join(', ')} (create them first, e.g. with "um topics create")`,
-        );
-      const md = await admin.fetchTopicMetadata({ topics: sources });
-      const counts = md.topics.map((t) => [t.name, t.partitions.length] as const);
-      const distinct = new Set(counts.map(([, n]) => n));
-      if (distinct.size > 1)
-        throw new TopologyError(
-          'NOT_COPARTITIONED',
-          `co-partitioned topics must have the same number of partitions: ${counts.map(([t, n]) => `${t}=${n}`).join(', ')}`,
-        );
-      this.partitionCount = counts[0]![1];
-      const toCreate = this.topology
-        .resolvedStores(this.config.applicationId)
-        .filter((s) => s.changelogTopic && !s.sourceChangelog && !existing.has(s.changelogTopic))
-        .map((s) => ({
-          topic: s.changelogTopic!,
-          numPartitions: this.partitionCount,
-          replicationFactor: this.config.replicationFactor,
-          configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
-        }));
-      if (!existing.has(this.config.dlqTopic))
-        toCreate.push({
-          topic: this.config.dlqTopic,
-          numPartitions: this.partitionCount,
-          replicationFactor: this.config.replicationFactor,
-          configEntries: [{ name: 'cleanup.policy', value: 'delete' }],
-        });
-      if (toCreate.length) {
-        await admin.createTopics({ topics: toCreate, waitForLeaders: true }).catch((e: Error) => {
-          if (!/already exists/i.test(e.message)) throw e;
-        });
-      }
-      // existing changelogs must match too
-      const changelogs = this.topology
-        .resolvedStores(this.config.applicationId)
-        .flatMap((s) => (s.changelogTopic && !s.sourceChangelog ? [s.changelogTopic] : []));
-      if (changelogs.length) {
-        const cmd = await admin.fetchTopicMetadata({ topics: changelogs });
-        for (const t of cmd.topics)
-          if (t.partitions.length !== this.partitionCount)
-            throw new TopologyError(
-              'NOT_COPARTITIONED',
-              `changelog ${t.name} has ${t.partitions.length} partitions, the sources have ${this.partitionCount}`,
-            );
-      }
-    } finally {
-      await admin.disconnect();
+    const admin = this.admin!;
+    const existing = new Set(await admin.listTopics());
+    const sources = this.topology.sourceTopics();
+    const missing = [
+      ...sources,
+      ...this.topology.sinkTopics(),
+      ...[...this.topology.globalTables.values()].map((g) => g.topic),
+    ].filter((t) => !existing.has(t));
+    if (missing.length)
+      throw new TopologyError(
+        'MISSING_TOPICS',
+        `topics do not exist: ${[...new Set(missing)].join(', ')} (create them first, e.g. with "um topics create")`,
+      );
+    const md = await admin.fetchTopicMetadata({ topics: sources });
+    const counts = md.topics.map((t) => [t.name, t.partitions.length] as const);
+    const distinct = new Set(counts.map(([, n]) => n));
+    if (distinct.size > 1)
+      throw new TopologyError(
+        'NOT_COPARTITIONED',
+        `co-partitioned topics must have the same number of partitions: ${counts.map(([t, n]) => `${t}=${n}`).join(', ')}`,
+      );
+    this.partitionCount = counts[0]![1];
+    const toCreate = this.topology
+      .resolvedStores(this.config.applicationId)
+      .filter((s) => s.changelogTopic && !s.sourceChangelog && !existing.has(s.changelogTopic))
+      .map((s) => ({
+        topic: s.changelogTopic!,
+        numPartitions: this.partitionCount,
+        replicationFactor: this.config.replicationFactor,
+        configEntries: [{ name: 'cleanup.policy', value: 'compact' }],
+      }));
+    if (!existing.has(this.config.dlqTopic))
+      toCreate.push({
+        topic: this.config.dlqTopic,
+        numPartitions: this.partitionCount,
+        replicationFactor: this.config.replicationFactor,
+        configEntries: [{ name: 'cleanup.policy', value: 'delete' }],
+      });
+    if (toCreate.length) {
+      await admin.createTopics({ topics: toCreate, waitForLeaders: true }).catch((e: Error) => {
+        if (!/already exists/i.test(e.message)) throw e;
+      });
+    }
+    // existing changelogs must match too
+    const changelogs = this.topology
+      .resolvedStores(this.config.applicationId)
+      .flatMap((s) => (s.changelogTopic && !s.sourceChangelog ? [s.changelogTopic] : []));
+    if (changelogs.length) {
+      const cmd = await admin.fetchTopicMetadata({ topics: changelogs });
+      for (const t of cmd.topics)
+        if (t.partitions.length !== this.partitionCount)
+          throw new TopologyError(
+            'NOT_COPARTITIONED',
+            `changelog ${t.name} has ${t.partitions.length} partitions, the sources have ${this.partitionCount}`,
+          );
     }
   }
 
@@ -411,7 +410,7 @@ export class KafkaStreams {
 
   private restoreSource(taskId: string): RestoreSource {
     return {
-      endOffset: async (topic, partition) => (await endOffsets(this.kafka, [topic])).get(`${topic}:${partition}`) ?? 0,
+      endOffset: async (topic, partition) => (await endOffsets(this.admin!, [topic])).get(`${topic}:${partition}`) ?? 0,
       read: (ranges, onRecords) =>
         readRanges(this.kafka, `${this.config.applicationId}-restore-${taskId}`, ranges, (range, records) =>
           onRecords(range.topic, records),
@@ -486,28 +485,23 @@ export class KafkaStreams {
 
   /** Committed offsets and high watermarks of the task's source partitions. */
   private async positionTask(task: StreamTask, state: TaskStateManager): Promise<void> {
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      const topics = this.topology.sourceTopics();
-      const committed = await admin.fetchOffsets({ groupId: this.config.applicationId, topics });
-      for (const topic of topics) {
-        const ends = await admin.fetchTopicOffsets(topic);
-        const end = ends.find((e) => e.partition === task.partition);
-        const c = committed.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === task.partition);
-        let offset = c ? Number(c.offset) : -1;
-        // a table's topic is its store's changelog: with no committed offset, consumption starts
-        // where the restore ended instead of reading the whole table a second time
-        const restoredTo = this.tableTopics.has(topic) ? state.position(topic) : undefined;
-        if (offset < 0 && restoredTo !== undefined && restoredTo > 0) {
-          offset = restoredTo;
-          this.consumer?.seek({ topic, partition: task.partition, offset: String(restoredTo) });
-        }
-        // without a committed offset the group starts at the log start (fromBeginning)
-        task.setPosition(topic, offset >= 0 ? offset : Number(end?.low ?? 0), Number(end?.high ?? 0));
+    const admin = this.admin!;
+    const topics = this.topology.sourceTopics();
+    const committed = await admin.fetchOffsets({ groupId: this.config.applicationId, topics });
+    for (const topic of topics) {
+      const ends = await admin.fetchTopicOffsets(topic);
+      const end = ends.find((e) => e.partition === task.partition);
+      const c = committed.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === task.partition);
+      let offset = c ? Number(c.offset) : -1;
+      // a table's topic is its store's changelog: with no committed offset, consumption starts
+      // where the restore ended instead of reading the whole table a second time
+      const restoredTo = this.tableTopics.has(topic) ? state.position(topic) : undefined;
+      if (offset < 0 && restoredTo !== undefined && restoredTo > 0) {
+        offset = restoredTo;
+        this.consumer?.seek({ topic, partition: task.partition, offset: String(restoredTo) });
       }
-    } finally {
-      await admin.disconnect();
+      // without a committed offset the group starts at the log start (fromBeginning)
+      task.setPosition(topic, offset >= 0 ? offset : Number(end?.low ?? 0), Number(end?.high ?? 0));
     }
   }
 
@@ -673,24 +667,18 @@ export class KafkaStreams {
 
   /** The advertised endpoint of the member that owns a partition (from the group description). */
   async ownerEndpoint(partition: number): Promise<string | undefined> {
-    const { AssignerProtocol } = await import('kafkajs');
-    const { decodeMemberInfo } = await import('./assignor.js');
-    const admin = this.kafka.admin();
-    await admin.connect();
-    try {
-      const { groups } = await admin.describeGroups([this.config.applicationId]);
-      const topic = this.topology.sourceTopics()[0]!;
-      for (const m of groups[0]?.members ?? []) {
-        const a = AssignerProtocol.MemberAssignment.decode(m.memberAssignment);
-        if (a?.assignment[topic]?.includes(partition)) {
-          const md = AssignerProtocol.MemberMetadata.decode(m.memberMetadata);
-          return decodeMemberInfo(md?.userData).endpoint;
-        }
+    const admin = this.admin;
+    if (!admin) return undefined;
+    const { groups } = await admin.describeGroups([this.config.applicationId]);
+    const topic = this.topology.sourceTopics()[0]!;
+    for (const m of groups[0]?.members ?? []) {
+      const a = AssignerProtocol.MemberAssignment.decode(m.memberAssignment);
+      if (a?.assignment[topic]?.includes(partition)) {
+        const md = AssignerProtocol.MemberMetadata.decode(m.memberMetadata);
+        return decodeMemberInfo(md?.userData).endpoint;
       }
-      return undefined;
-    } finally {
-      await admin.disconnect();
     }
+    return undefined;
   }
 
   // -------------------------------------------------------------------------------------------
@@ -737,5 +725,6 @@ export class KafkaStreams {
     for (const h of handles) await this.closeTask(h).catch(() => undefined);
     for (const r of this.globalReaders) await r.stop();
     await this.producer?.disconnect().catch(() => undefined);
+    await this.admin?.disconnect().catch(() => undefined);
   }
 }
