@@ -41,6 +41,8 @@ export const streamsConfigSchema = z
     maxBatchRecords: z.number().int().min(1).max(100_000).default(1000),
     partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(16),
     sessionTimeoutMs: z.number().int().min(1000).default(30_000),
+    /** how long the group waits for members to rejoin during a rebalance */
+    rebalanceTimeoutMs: z.number().int().min(1000).default(60_000),
     heartbeatIntervalMs: z.number().int().min(100).default(3000),
     processingGuarantee: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
     deserializationErrorPolicy: z.enum(['dlq', 'fail']).default('dlq'),

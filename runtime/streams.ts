@@ -346,7 +346,7 @@ export class KafkaStreams {
       partitionAssigners: [coPartitionedAssigner(() => this.memberInfo())],
       sessionTimeout: this.config.sessionTimeoutMs,
       heartbeatInterval: this.config.heartbeatIntervalMs,
-      rebalanceTimeout: 60_000,
+      rebalanceTimeout: this.config.rebalanceTimeoutMs,
       maxBytesPerPartition: 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,

@@ -371,6 +371,9 @@ function serverProperties(node: KafkaNode, voters: string, replication: number):
     'log.retention.check.interval.ms=60000',
     'delete.topic.enable=true',
     'group.min.session.timeout.ms=1000',
+    // a stopped node is fenced (and its partitions move) within seconds, for failover tests
+    'broker.session.timeout.ms=4000',
+    'broker.heartbeat.interval.ms=500',
     '',
   ].join('\n');
 }

@@ -11,7 +11,13 @@ describe('local 3-node KRaft cluster', () => {
     const cluster = await startKafka({ nodes: 3 });
     try {
       expect(cluster.brokers).toHaveLength(3);
-      const kafka = new Kafka({ clientId: 'cluster-test', brokers: cluster.brokers, logLevel: logLevel.NOTHING });
+      const kafka = new Kafka({
+        clientId: 'cluster-test',
+        brokers: cluster.brokers,
+        logLevel: logLevel.NOTHING,
+        // leadership moves off a killed node once the controller fences it (a few seconds)
+        retry: { retries: 20, initialRetryTime: 250, maxRetryTime: 2000 },
+      });
       const admin = kafka.admin();
       await admin.connect();
       const d = await admin.describeCluster();

@@ -115,7 +115,7 @@ async function waitForOutputs(output: string, n: number): Promise<void> {
 }
 
 describe('runtime: several instances as separate processes', () => {
-  it('scales 1 -> 2 -> 3 -> 1 while 100,000 records flow, losing none', async () => {
+  it('scales 1 -> 2 -> 3 -> 1 while 100,000 records flow, losing none', { timeout: 300_000 }, async () => {
     const appId = uniqueName('scale');
     const input = uniqueName('scale-in');
     const output = uniqueName('scale-out');
@@ -144,7 +144,7 @@ describe('runtime: several instances as separate processes', () => {
     expect(await stopInstance(a, 'SIGTERM')).toBe(0);
   });
 
-  it('loses no record when an instance is killed with SIGKILL mid-stream', async () => {
+  it('loses no record when an instance is killed with SIGKILL mid-stream', { timeout: 300_000 }, async () => {
     const appId = uniqueName('crash');
     const input = uniqueName('crash-in');
     const output = uniqueName('crash-out');
@@ -173,7 +173,11 @@ describe('runtime: several instances as separate processes', () => {
     expect(before).toBeLessThan(KEYS * SEQS);
     const a2 = startInstance(appId, input, output, 'crash-a');
     await waitForOutputs(output, KEYS * SEQS);
-    const { duplicates } = await verify(appId, output, KEYS, SEQS);
+    const { duplicates } = await verify(appId, output, KEYS, SEQS).catch((e: unknown) => {
+      // say where the restarted instance got to
+      console.error(`restarted instance states: ${a2.states.join(' -> ')}`);
+      throw e;
+    });
     console.log(`crash test: ${KEYS * SEQS} records, killed after ${before} outputs, ${duplicates} duplicate outputs`);
     // only what was processed after the last commit is processed again
     expect(duplicates).toBeLessThanOrEqual(before);
