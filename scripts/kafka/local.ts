@@ -368,6 +368,9 @@ function serverProperties(node: KafkaNode, voters: string, replication: number):
     'log.cleaner.io.buffer.size=524288',
     'log.cleaner.backoff.ms=1000',
     'log.segment.bytes=67108864',
+    // tests and demos write records with historic event-time timestamps: never delete by age
+    'log.retention.ms=-1',
+    'log.retention.bytes=-1',
     'log.retention.check.interval.ms=60000',
     'delete.topic.enable=true',
     'group.min.session.timeout.ms=1000',
