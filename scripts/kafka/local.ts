@@ -303,6 +303,7 @@ export interface KafkaNode {
   nodeId: number;
   port: number;
   controllerPort: number;
+  saslPort: number | undefined;
   dataDir: string;
   logFile: string;
   process: ChildProcess | undefined;
@@ -310,6 +311,8 @@ export interface KafkaNode {
 
 export interface LocalKafka {
   brokers: string[];
+  /** SASL_PLAINTEXT (PLAIN) addresses, when started with `saslUsers` */
+  saslBrokers: string[];
   nodes: KafkaNode[];
   workDir: string;
   startupMs: number;
@@ -322,6 +325,11 @@ export interface LocalKafka {
 
 export interface StartKafkaOptions {
   nodes?: 1 | 3;
+  /**
+   * Also open a SASL_PLAINTEXT listener (mechanism PLAIN) with these users; its addresses are
+   * `saslBrokers`. The PLAINTEXT listener stays for the broker's own use and for set-up.
+   */
+  saslUsers?: Record<string, string>;
   /** directory for data and logs; default a fresh one under the OS temp dir */
   workDir?: string;
   heap?: string;
@@ -336,17 +344,38 @@ function randomClusterId(): string {
   }
 }
 
-function serverProperties(node: KafkaNode, voters: string, replication: number): string {
+function saslProperties(node: KafkaNode, users: Record<string, string> | undefined): string[] {
+  if (!users || node.saslPort === undefined) return [];
+  const q = (v: string): string => JSON.stringify(v); // JAAS values are double-quoted strings
+  const entries = Object.entries(users);
+  const [adminUser, adminPass] = entries[0]!;
+  const jaas =
+    `org.apache.kafka.common.security.plain.PlainLoginModule required username=${q(adminUser)} password=${q(adminPass)} ` +
+    entries.map(([u, p]) => `user_${u}=${q(p)}`).join(' ') +
+    ';';
+  return ['sasl.enabled.mechanisms=PLAIN', `listener.name.sasl_plaintext.plain.sasl.jaas.config=${jaas}`];
+}
+
+function serverProperties(
+  node: KafkaNode,
+  voters: string,
+  replication: number,
+  saslUsers?: Record<string, string>,
+): string {
   const minIsr = replication > 1 ? 2 : 1;
+  const sasl = saslUsers && node.saslPort !== undefined;
   return [
     'process.roles=broker,controller',
     `node.id=${node.nodeId}`,
     `controller.quorum.voters=${voters}`,
-    `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}`,
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}`,
+    `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}` +
+      (sasl ? `,SASL_PLAINTEXT://127.0.0.1:${node.saslPort}` : ''),
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}` +
+      (sasl ? `,SASL_PLAINTEXT://127.0.0.1:${node.saslPort}` : ''),
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT',
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+    ...saslProperties(node, saslUsers),
     `log.dirs=${node.dataDir}`,
     'num.partitions=1',
     `default.replication.factor=${replication}`,
@@ -416,6 +445,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
       nodeId: i,
       port: await freePort(),
       controllerPort: await freePort(),
+      saslPort: opts.saslUsers ? await freePort() : undefined,
       dataDir: join(workDir, `node-${i}`, 'data'),
       logFile: join(workDir, `node-${i}`, 'server.log'),
       process: undefined,
@@ -439,7 +469,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
   for (const n of nodes) {
     mkdirSync(n.dataDir, { recursive: true });
     const props = join(workDir, `node-${n.nodeId}`, 'server.properties');
-    writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3));
+    writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3, opts.saslUsers));
     run(java, [
       ...jvm,
       'kafka.tools.StorageTool',
@@ -472,6 +502,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
 
   return {
     brokers,
+    saslBrokers: nodes.flatMap((n) => (n.saslPort === undefined ? [] : [`127.0.0.1:${n.saslPort}`])),
     nodes,
     workDir,
     startupMs,
