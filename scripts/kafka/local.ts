@@ -156,7 +156,11 @@ function kafkaJava(): string {
 
 /** The registry release to run, and the Java to run it with. */
 export function registryRuntime(): { version: string; java: string } {
-  const javas = findJavas();
+  // UM_REGISTRY_JAVA picks the Java for the registry (and so the Apicurio release)
+  const forced = process.env.UM_REGISTRY_JAVA;
+  const forcedMajor = forced ? javaMajor(forced) : undefined;
+  if (forced && forcedMajor === undefined) throw new Error(`UM_REGISTRY_JAVA=${forced} is not a working java`);
+  const javas = forced ? [{ bin: forced, major: forcedMajor! }] : findJavas();
   const modern = javas.filter((j) => j.major >= 21).sort((a, b) => a.major - b.major)[0];
   if (modern) return { version: process.env.UM_REGISTRY_VERSION || REGISTRY_VERSION, java: modern.bin };
   const old = javas.find((j) => j.major >= 17);
@@ -304,6 +308,7 @@ export interface KafkaNode {
   port: number;
   controllerPort: number;
   saslPort: number | undefined;
+  tlsPort: number | undefined;
   dataDir: string;
   logFile: string;
   process: ChildProcess | undefined;
@@ -313,6 +318,8 @@ export interface LocalKafka {
   brokers: string[];
   /** SASL_PLAINTEXT (PLAIN) addresses, when started with `saslUsers` */
   saslBrokers: string[];
+  /** SSL addresses, when started with `tls` */
+  tlsBrokers: string[];
   nodes: KafkaNode[];
   workDir: string;
   startupMs: number;
@@ -330,6 +337,8 @@ export interface StartKafkaOptions {
    * `saslBrokers`. The PLAINTEXT listener stays for the broker's own use and for set-up.
    */
   saslUsers?: Record<string, string>;
+  /** Also open an SSL listener with this PKCS12 keystore; its addresses are `tlsBrokers`. */
+  tls?: { keystore: string; password: string };
   /** directory for data and logs; default a fresh one under the OS temp dir */
   workDir?: string;
   heap?: string;
@@ -361,21 +370,36 @@ function serverProperties(
   voters: string,
   replication: number,
   saslUsers?: Record<string, string>,
+  tls?: { keystore: string; password: string },
 ): string {
   const minIsr = replication > 1 ? 2 : 1;
   const sasl = saslUsers && node.saslPort !== undefined;
+  const extra = [
+    ...(sasl ? [`SASL_PLAINTEXT://127.0.0.1:${node.saslPort}`] : []),
+    ...(tls && node.tlsPort !== undefined ? [`SSL://127.0.0.1:${node.tlsPort}`] : []),
+  ];
+  const more = extra.length ? `,${extra.join(',')}` : '';
+  const tlsProps =
+    tls && node.tlsPort !== undefined
+      ? [
+          'ssl.keystore.type=PKCS12',
+          `ssl.keystore.location=${tls.keystore}`,
+          `ssl.keystore.password=${tls.password}`,
+          `ssl.key.password=${tls.password}`,
+          'ssl.client.auth=none',
+        ]
+      : [];
   return [
     'process.roles=broker,controller',
     `node.id=${node.nodeId}`,
     `controller.quorum.voters=${voters}`,
-    `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}` +
-      (sasl ? `,SASL_PLAINTEXT://127.0.0.1:${node.saslPort}` : ''),
-    `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}` +
-      (sasl ? `,SASL_PLAINTEXT://127.0.0.1:${node.saslPort}` : ''),
+    `listeners=PLAINTEXT://127.0.0.1:${node.port},CONTROLLER://127.0.0.1:${node.controllerPort}${more}`,
+    `advertised.listeners=PLAINTEXT://127.0.0.1:${node.port}${more}`,
     'controller.listener.names=CONTROLLER',
     'inter.broker.listener.name=PLAINTEXT',
-    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT',
+    'listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,SSL:SSL',
     ...saslProperties(node, saslUsers),
+    ...tlsProps,
     `log.dirs=${node.dataDir}`,
     'num.partitions=1',
     `default.replication.factor=${replication}`,
@@ -446,6 +470,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
       port: await freePort(),
       controllerPort: await freePort(),
       saslPort: opts.saslUsers ? await freePort() : undefined,
+      tlsPort: opts.tls ? await freePort() : undefined,
       dataDir: join(workDir, `node-${i}`, 'data'),
       logFile: join(workDir, `node-${i}`, 'server.log'),
       process: undefined,
@@ -469,7 +494,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
   for (const n of nodes) {
     mkdirSync(n.dataDir, { recursive: true });
     const props = join(workDir, `node-${n.nodeId}`, 'server.properties');
-    writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3, opts.saslUsers));
+    writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3, opts.saslUsers, opts.tls));
     run(java, [
       ...jvm,
       'kafka.tools.StorageTool',
@@ -503,6 +528,7 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
   return {
     brokers,
     saslBrokers: nodes.flatMap((n) => (n.saslPort === undefined ? [] : [`127.0.0.1:${n.saslPort}`])),
+    tlsBrokers: nodes.flatMap((n) => (n.tlsPort === undefined ? [] : [`127.0.0.1:${n.tlsPort}`])),
     nodes,
     workDir,
     startupMs,

@@ -1,8 +1,10 @@
 /**
- * SASL to Kafka through configuration: the service runs against a broker that has a
- * SASL_PLAINTEXT (PLAIN) listener, using KAFKA_SASL_* settings only; wrong credentials fail at
- * start with an authentication error.
+ * SASL and TLS to Kafka through configuration: the service runs against a broker's
+ * SASL_PLAINTEXT (PLAIN) listener using KAFKA_SASL_* settings only, and against its SSL listener
+ * trusting the broker's certificate through KAFKA_SSL_CA_FILE; wrong credentials or an untrusted
+ * certificate fail at start.
  */
+import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -19,20 +21,63 @@ import { registryUrl, uniqueName, waitUntil } from './helpers.js';
 
 let broker: LocalKafka;
 const stateRoot = mkdtempSync(join(tmpdir(), 'um-sec-'));
+let caFile: string;
 beforeAll(async () => {
-  broker = await startKafka({ saslUsers: { admin: 'admin-secret', um: 'um-secret' } });
+  // a self-signed broker certificate for 127.0.0.1, made with the JDK's keytool
+  const keystore = join(stateRoot, 'broker.p12');
+  caFile = join(stateRoot, 'broker.pem');
+  const keytool = (...args: string[]) => execFileSync('keytool', args, { stdio: 'pipe' });
+  keytool(
+    '-genkeypair',
+    '-alias',
+    'broker',
+    '-keyalg',
+    'RSA',
+    '-keysize',
+    '2048',
+    '-dname',
+    'CN=localhost',
+    '-ext',
+    'SAN=IP:127.0.0.1,DNS:localhost',
+    '-validity',
+    '2',
+    '-keystore',
+    keystore,
+    '-storetype',
+    'PKCS12',
+    '-storepass',
+    'changeit',
+    '-keypass',
+    'changeit',
+  );
+  keytool('-exportcert', '-alias', 'broker', '-keystore', keystore, '-storepass', 'changeit', '-rfc', '-file', caFile);
+  broker = await startKafka({
+    saslUsers: { admin: 'admin-secret', um: 'um-secret' },
+    tls: { keystore, password: 'changeit' },
+  });
 });
 afterAll(async () => {
   await broker?.stop();
   rmSync(stateRoot, { recursive: true, force: true });
 });
 
-function config(password: string, prefix: string): AppConfig {
+function config(
+  password: string,
+  prefix: string,
+  transport: 'sasl' | 'tls' = 'sasl',
+  tlsEnv: Record<string, string> = {},
+): AppConfig {
+  const security =
+    transport === 'sasl'
+      ? {
+          KAFKA_BROKERS: broker.saslBrokers.join(','),
+          KAFKA_SASL_MECHANISM: 'plain',
+          KAFKA_SASL_USERNAME: 'um',
+          KAFKA_SASL_PASSWORD: password,
+        }
+      : { KAFKA_BROKERS: broker.tlsBrokers.join(','), ...tlsEnv };
   return loadConfig({
-    KAFKA_BROKERS: broker.saslBrokers.join(','),
-    KAFKA_SASL_MECHANISM: 'plain',
-    KAFKA_SASL_USERNAME: 'um',
-    KAFKA_SASL_PASSWORD: password,
+    ...security,
     SCHEMA_REGISTRY_URL: registryUrl(),
     UM_TOPIC_PREFIX: prefix,
     UM_APP_ID: uniqueName('um-sec'),
@@ -42,10 +87,8 @@ function config(password: string, prefix: string): AppConfig {
   });
 }
 
-describe('security', () => {
-  it('runs against a SASL listener with credentials from the configuration', async () => {
-    const prefix = `${uniqueName('sec')}.`;
-    const cfg = config('um-secret', prefix);
+async function decidesOneMail(cfg: AppConfig, prefix: string): Promise<void> {
+  {
     const kafka = kafkaFor(cfg, 'sec-test');
     await ensureTopics(kafka, cfg);
     const topics = topicNames(prefix);
@@ -97,6 +140,27 @@ describe('security', () => {
     } finally {
       await app.close();
     }
+  }
+}
+
+describe('security', () => {
+  it('runs against a SASL listener with credentials from the configuration', async () => {
+    const prefix = `${uniqueName('sec')}.`;
+    await decidesOneMail(config('um-secret', prefix), prefix);
+  });
+
+  it('runs over TLS, trusting the broker certificate from KAFKA_SSL_CA_FILE', async () => {
+    const prefix = `${uniqueName('tls')}.`;
+    const cfg = config('', prefix, 'tls', { KAFKA_SSL_CA_FILE: caFile });
+    expect(cfg.ssl).toMatchObject({ rejectUnauthorized: true });
+    await decidesOneMail(cfg, prefix);
+  });
+
+  it('refuses a broker certificate it does not trust', async () => {
+    const cfg = config('', `${uniqueName('tls-bad')}.`, 'tls', { KAFKA_SSL: 'true' });
+    await expect(startApp(cfg, { logger: pino({ level: 'silent' }), http: false })).rejects.toThrow(
+      /certificate|self[- ]signed|SSL|TLS|Connection/i,
+    );
   });
 
   it('refuses to start with wrong SASL credentials, with an authentication error', async () => {
