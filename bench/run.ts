@@ -21,6 +21,7 @@ import type { Registry } from 'prom-client';
 import { ensureTopics, kafkaFor, startApp, type App } from '../cli/app.js';
 import { loadConfig, type AppConfig } from '../cli/config.js';
 import type { Decision } from '../processors/logic/model.js';
+import { histogramQuantiles as histogramQuantilesOf } from '../runtime/metrics.js';
 import { createRegistryClient } from '../runtime/serdes/registry.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
@@ -200,39 +201,19 @@ async function metricSum(
 }
 
 /** Quantiles of a Prometheus histogram (all label sets merged), linear within a bucket. */
+/** Histogram quantiles in ms (rounded), keyed p50, p90, ... */
 async function histogramQuantiles(
   reg: Registry,
   name: string,
   qs: number[],
 ): Promise<Record<string, number> | undefined> {
-  const m = reg.getSingleMetric(name);
-  if (!m) return undefined;
-  const data = await m.get();
-  const buckets = new Map<number, number>();
-  for (const v of data.values) {
-    if (!(v as { metricName?: string }).metricName?.endsWith('_bucket')) continue;
-    const le = v.labels.le === '+Inf' ? Infinity : Number(v.labels.le);
-    buckets.set(le, (buckets.get(le) ?? 0) + v.value);
-  }
-  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
-  const total = sorted.at(-1)?.[1] ?? 0;
-  if (!total) return undefined;
+  const values = await histogramQuantilesOf(reg.getSingleMetric(name), qs);
+  if (values.every((v) => v === undefined)) return undefined;
   const out: Record<string, number> = {};
-  for (const q of qs) {
-    const rank = q * total;
-    let prevLe = 0;
-    let prevCount = 0;
-    for (const [le, count] of sorted) {
-      if (count >= rank) {
-        const v =
-          le === Infinity ? prevLe : prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
-        out[`p${q * 100}`] = round(v * 1000, 1); // ms
-        break;
-      }
-      prevLe = le;
-      prevCount = count;
-    }
-  }
+  qs.forEach((q, i) => {
+    const v = values[i];
+    if (v !== undefined) out[`p${q * 100}`] = round(v * 1000, 1);
+  });
   return out;
 }
 

@@ -8,8 +8,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
-import type { Histogram } from 'prom-client';
 import { Workload, TrafficProducer } from '../bench/generator.js';
+import { histogramQuantiles } from '../runtime/metrics.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { kafkaFor, startApp, type App } from './app.js';
 import { loadConfig, type AppConfig } from './config.js';
@@ -89,24 +89,8 @@ async function summary(app: App): Promise<void> {
   const byAction = new Map<string, number>();
   for (const v of decisions.values)
     byAction.set(String(v.labels.action), (byAction.get(String(v.labels.action)) ?? 0) + v.value);
-  const p99 = await histogramQuantile(app.metrics.dwell, 0.99);
+  const [p99] = await histogramQuantiles(app.metrics.dwell, [0.99]);
   console.log(
     `[${app.streams.state}] ${rate.toFixed(0)} records/s | decisions ${[...byAction].map(([a, n]) => `${a}=${n}`).join(' ') || 'none yet'} | dwell p99 ${p99 === undefined ? '-' : `${(p99 * 1000).toFixed(0)} ms`} | ${app.url}/metrics`,
   );
-}
-
-/** Upper bound of the bucket holding quantile q (as Prometheus' histogram_quantile, roughly). */
-export async function histogramQuantile(h: Histogram<string>, q: number): Promise<number | undefined> {
-  const data = await h.get();
-  const buckets = new Map<number, number>();
-  for (const v of data.values) {
-    if (!v.metricName?.endsWith('_bucket')) continue;
-    const le = v.labels.le === '+Inf' ? Infinity : Number(v.labels.le);
-    buckets.set(le, (buckets.get(le) ?? 0) + v.value);
-  }
-  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
-  const total = sorted.at(-1)?.[1] ?? 0;
-  if (!total) return undefined;
-  for (const [le, n] of sorted) if (n >= q * total) return le;
-  return undefined;
 }

@@ -2,7 +2,7 @@
  * The runtime's Prometheus metrics, on a registry the runtime owns. Applications register their
  * own metrics on the same registry (`metrics.registry`) so /metrics serves everything.
  */
-import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 
 export class RuntimeMetrics {
   readonly registry: Registry;
@@ -123,4 +123,39 @@ export class RuntimeMetrics {
       registers: r,
     });
   }
+}
+
+/**
+ * Quantiles of a prom-client histogram (all label sets summed), interpolated within buckets as
+ * Prometheus' histogram_quantile does. In the histogram's unit; undefined when it is empty.
+ */
+export async function histogramQuantiles(
+  metric: Metric | undefined,
+  qs: readonly number[],
+): Promise<(number | undefined)[]> {
+  if (!metric) return qs.map(() => undefined);
+  const data = await metric.get();
+  const buckets = new Map<number, number>();
+  for (const v of data.values) {
+    if (!(v as { metricName?: string }).metricName?.endsWith('_bucket')) continue;
+    const le = v.labels.le === '+Inf' ? Infinity : Number(v.labels.le);
+    buckets.set(le, (buckets.get(le) ?? 0) + v.value);
+  }
+  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
+  const total = sorted.at(-1)?.[1] ?? 0;
+  return qs.map((q) => {
+    if (!total) return undefined;
+    const rank = q * total;
+    let prevLe = 0;
+    let prevCount = 0;
+    for (const [le, count] of sorted) {
+      if (count >= rank)
+        return le === Infinity
+          ? prevLe
+          : prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
+      prevLe = le;
+      prevCount = count;
+    }
+    return undefined;
+  });
 }

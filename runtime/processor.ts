@@ -35,6 +35,20 @@ export interface GlobalTableView<K, V> {
   entries(): IterableIterator<[K, V]>;
 }
 
+/** A global table held in memory: the latest value per key of the whole topic. */
+export class MapGlobalTable<K, V> implements GlobalTableView<K, V> {
+  readonly map = new Map<K, V>();
+  get(key: K): V | undefined {
+    return this.map.get(key);
+  }
+  size(): number {
+    return this.map.size;
+  }
+  entries(): IterableIterator<[K, V]> {
+    return this.map.entries();
+  }
+}
+
 export interface ProcessorContext {
   readonly applicationId: string;
   /** the task this processor instance belongs to, e.g. "0_3" */

@@ -24,12 +24,12 @@ import { RuntimeMetrics } from './metrics.js';
 import { endOffsets, followTopics, readRanges, toRawRecord } from './partition-reader.js';
 import { partitionForKey } from './partitioner.js';
 import { withRetries } from './retry.js';
-import type { GlobalTableView } from './processor.js';
+import { MapGlobalTable, type GlobalTableView } from './processor.js';
 import { KafkaRecordCollector } from './record-collector.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
 import type { KeyValueStore } from './state/store.js';
 import { StreamTask } from './task.js';
-import type { GlobalTableSpec, Topology } from './topology.js';
+import type { Topology } from './topology.js';
 
 export type StreamsState =
   'CREATED' | 'STARTING' | 'REBALANCING' | 'RUNNING' | 'PENDING_SHUTDOWN' | 'NOT_RUNNING' | 'ERROR';
@@ -43,21 +43,6 @@ const TRANSITIONS: Record<StreamsState, readonly StreamsState[]> = {
   NOT_RUNNING: [],
   ERROR: ['PENDING_SHUTDOWN'],
 };
-
-/** A global table kept in memory: the whole topic, latest value per key. */
-class GlobalTable<K, V> implements GlobalTableView<K, V> {
-  readonly map = new Map<K, V>();
-  constructor(readonly spec: GlobalTableSpec<K, V>) {}
-  get(key: K): V | undefined {
-    return this.map.get(key);
-  }
-  size(): number {
-    return this.map.size;
-  }
-  entries(): IterableIterator<[K, V]> {
-    return this.map.entries();
-  }
-}
 
 interface TaskHandle {
   partition: number;
@@ -94,7 +79,7 @@ export class KafkaStreams {
   private producer: Producer | undefined;
   private collector: KafkaRecordCollector | undefined;
   private readonly tasks = new Map<number, TaskHandle>();
-  private readonly globals = new Map<string, GlobalTable<unknown, unknown>>();
+  private readonly globals = new Map<string, MapGlobalTable<unknown, unknown>>();
   private readonly globalReaders: { stop(): Promise<void> }[] = [];
   private partitionCount = 0;
   private lastCommit = Date.now();
@@ -293,7 +278,7 @@ export class KafkaStreams {
   private async startGlobalTables(): Promise<void> {
     const readies: Promise<void>[] = [];
     for (const spec of this.topology.globalTables.values()) {
-      const table = new GlobalTable(spec);
+      const table = new MapGlobalTable<unknown, unknown>();
       this.globals.set(spec.name, table);
       const reader = await followTopics(
         this.kafka,

@@ -29,7 +29,7 @@
 import { join } from 'node:path';
 import { StreamsError, TopologyError } from './errors.js';
 import { partitionForKey } from './partitioner.js';
-import type { GlobalTableView, Headers } from './processor.js';
+import { MapGlobalTable, type Headers } from './processor.js';
 import { MemoryRecordCollector, type OutgoingRecord } from './record-collector.js';
 import type { Serde } from './serdes.js';
 import { TaskStateManager } from './state-manager.js';
@@ -100,20 +100,6 @@ export interface SerdeOverride<K, V> {
   value?: Serde<V>;
 }
 
-/** The in-memory view a processor gets from `getGlobalTable`. */
-class DriverGlobalTable<K, V> implements GlobalTableView<K, V> {
-  readonly map = new Map<K, V>();
-  get(key: K): V | undefined {
-    return this.map.get(key);
-  }
-  size(): number {
-    return this.map.size;
-  }
-  entries(): IterableIterator<[K, V]> {
-    return this.map.entries();
-  }
-}
-
 export class TopologyTestDriver {
   readonly applicationId: string;
   readonly partitions: number;
@@ -122,7 +108,7 @@ export class TopologyTestDriver {
   readonly collector = new MemoryRecordCollector();
   private readonly tasks: StreamTask[] = [];
   private readonly states: TaskStateManager[] = [];
-  private readonly globals = new Map<string, DriverGlobalTable<unknown, unknown>>();
+  private readonly globals = new Map<string, MapGlobalTable<unknown, unknown>>();
   private readonly nextOffset = new Map<string, number>();
   private readonly stores: ResolvedStore[];
   private wallClock: number;
@@ -139,7 +125,7 @@ export class TopologyTestDriver {
     this.dlqTopic = opts.dlqTopic ?? `${this.applicationId}-dlq`;
     this.wallClock = opts.wallClockStart ?? 0;
     this.stores = topology.resolvedStores(this.applicationId);
-    for (const g of topology.globalTables.values()) this.globals.set(g.name, new DriverGlobalTable());
+    for (const g of topology.globalTables.values()) this.globals.set(g.name, new MapGlobalTable());
   }
 
   /** Initialises every serde, opens the stores and initialises one task per partition. */

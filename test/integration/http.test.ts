@@ -3,7 +3,6 @@
  * instance; the instance that does not own the key forwards the query to the one that does.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pino from 'pino';
@@ -11,6 +10,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { streamsConfig } from '../../runtime/config.js';
 import { startHttpServer, type HttpServer } from '../../runtime/http.js';
 import { KafkaStreams } from '../../runtime/streams.js';
+import { freePort } from '../../scripts/kafka/local.js';
 import { seqTopology, type SeqState } from './fixtures/seq-topology.js';
 import { brokers, createTopics, produce, uniqueName, waitUntil } from './helpers.js';
 
@@ -24,18 +24,6 @@ afterAll(async () => {
 const PARTITIONS = 4;
 const KEYS = 40;
 const SEQS = 5;
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = createServer();
-    srv.unref();
-    srv.on('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const addr = srv.address();
-      srv.close(() => (typeof addr === 'object' && addr ? resolve(addr.port) : reject(new Error('no port'))));
-    });
-  });
-}
 
 interface Instance {
   streams: KafkaStreams;
