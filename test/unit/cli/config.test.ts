@@ -1,9 +1,19 @@
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { loadConfig, redact } from '../../../cli/config.js';
 import { ConfigError } from '../../../runtime/errors.js';
+
+const dirs: string[] = [];
+const tempDir = (): string => {
+  const d = mkdtempSync(join(tmpdir(), 'um-cfg-'));
+  dirs.push(d);
+  return d;
+};
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
+});
 
 const base = { KAFKA_BROKERS: 'k1:9092,k2:9093', SCHEMA_REGISTRY_URL: 'http://r:8080/apis/ccompat/v7' };
 
@@ -59,7 +69,7 @@ describe('service configuration', () => {
   });
 
   it('builds SASL and TLS settings, and masks secrets when printed', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'um-cfg-'));
+    const dir = tempDir();
     writeFileSync(join(dir, 'ca.pem'), 'CA-PEM');
     const c = loadConfig({
       ...base,
@@ -80,7 +90,7 @@ describe('service configuration', () => {
   });
 
   it('reads a JSON file named by UM_CONFIG_FILE; the environment wins; unknown keys are refused', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'um-cfg-'));
+    const dir = tempDir();
     const file = join(dir, 'um.json');
     writeFileSync(file, JSON.stringify({ ...base, UM_APP_ID: 'from-file', UM_PARTITIONS: 12 }));
     const c = loadConfig({ UM_CONFIG_FILE: file, UM_APP_ID: 'from-env' });
