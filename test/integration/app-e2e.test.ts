@@ -11,6 +11,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureTopics, kafkaFor, registryFor, startApp } from '../../cli/app.js';
 import { loadConfig, type AppConfig } from '../../cli/config.js';
+import { readPreferences } from '../../cli/preferences.js';
 import type {
   Decision,
   MailEvent,
@@ -349,6 +350,10 @@ describe('unwanted-mail end to end', () => {
       [1, 1],
       [2, 0],
     ]);
+    // `um preferences <mailboxId>` reads the same from the topic, without a running instance
+    expect((await readPreferences(cfg, 'm3'))?.version).toBe(3);
+    expect(await readPreferences(cfg, 'nobody')).toBeUndefined();
+
     // every record is keyed by its mailbox
     for (const r of prefRecs)
       expect(r.key!.toString()).toBe(serdes.userPreferences.deserialize(topics.userPreferences, r.value!).mailboxId);
