@@ -59,7 +59,12 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
       // learning: interactions → preferences
       .source('user-interactions', { topic: t.userInteractions, key: stringSerde, value: s.userInteractions })
       .processor('learn', () => new LearnProcessor(o.metrics), 'user-interactions')
-      .store({ name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000 }, 'learn')
+      // write-through like the preferences, so that a crash never leaves a preference change
+      // logged without the dedupe entry of the interaction that made it
+      .store(
+        { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
+        'learn',
+      )
       .connect(PREFERENCES_STORE, 'learn')
 
       // deciding: mail events → decisions
