@@ -378,6 +378,14 @@ export class KafkaStreams {
       this.tasks.delete(p);
       void this.closeTask(h);
     }
+    // kafkajs restarts every partition at the group's committed offset after a rebalance; a task
+    // kept here goes on from where it is instead (its processed and buffered records are its own)
+    for (const p of now) {
+      const task = this.tasks.get(p)?.task;
+      if (!task) continue;
+      for (const [topic, offset] of task.fetchPositions())
+        this.consumer?.seek({ topic, partition: p, offset: String(offset) });
+    }
     for (const p of added) {
       const h: TaskHandle = { partition: p, ready: Promise.resolve(undefined), closed: false };
       h.ready = this.openTask(h).catch((e) => {

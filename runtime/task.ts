@@ -569,6 +569,20 @@ export class StreamTask {
     if (this.fatal) throw this.fatal;
   }
 
+  /**
+   * Where fetching should continue per source topic: after the last record buffered, else after
+   * the last processed. A kept task's partitions resume here after a rebalance, instead of at the
+   * group's committed offsets, so nothing it already has is fetched again.
+   */
+  fetchPositions(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const q of this.queueList) {
+      if (q.records.length > q.head) out.set(q.topic, q.records[q.records.length - 1]!.offset + 1);
+      else if (q.committable !== undefined) out.set(q.topic, q.committable);
+    }
+    return out;
+  }
+
   /** Next offsets to commit per source topic (for this task's partition). */
   committableOffsets(): Map<string, number> {
     const out = new Map<string, number>();
