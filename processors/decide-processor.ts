@@ -30,6 +30,21 @@ export class DecideProcessor implements Processor<string, MailEvent> {
     this.now = deps.now ?? Date.now;
   }
 
+  /** metric children by label values, so the hot path does not hash label objects per record */
+  private readonly counters = new Map<string, { inc(): void }>();
+  private readonly dwells = new Map<string, { observe(v: number): void }>();
+
+  private observe(action: string, reason: string, mode: DecisionMode, dwellMs: number): void {
+    const m = this.deps.metrics!;
+    const k = `${action}|${reason}|${mode}`;
+    let c = this.counters.get(k);
+    if (!c) this.counters.set(k, (c = m.decisions.labels(action, reason, mode)));
+    c.inc();
+    let d = this.dwells.get(mode);
+    if (!d) this.dwells.set(mode, (d = m.dwell.labels(mode)));
+    d.observe(Math.max(0, dwellMs) / 1000);
+  }
+
   init(ctx: ProcessorContext): void {
     this.ctx = ctx;
     this.prefs = ctx.getStateStore(PREFERENCES_STORE);
@@ -56,11 +71,7 @@ export class DecideProcessor implements Processor<string, MailEvent> {
       decidedAt,
       dwellMs: decidedAt - event.receivedAt,
     };
-    const m = this.deps.metrics;
-    if (m) {
-      m.decisions.inc({ action: r.action, reason: r.reason, mode });
-      m.dwell.observe({ mode }, Math.max(0, decision.dwellMs) / 1000);
-    }
+    if (this.deps.metrics) this.observe(r.action, r.reason, mode, decision.dwellMs);
     await this.ctx.forward({ key: event.mailboxId, value: decision, timestamp: record.timestamp });
   }
 }
