@@ -274,6 +274,15 @@ describe('unwanted-mail end to end', () => {
       s.policies.map((p) => ({ key: p.tenantId, value: serdes.tenantPolicies.serialize(topics.tenantPolicies, p) })),
     );
     await produceScript(topics, serdes, s);
+    // bad input: not Avro at all, an unknown schema id, a truncated record, a key that is not the mailbox
+    const unknownId = Buffer.from([0, 0x7f, 0xff, 0xff, 0x00, 1, 2, 3]);
+    const good = serdes.mailEvents.serialize(topics.mailEvents, s.mails[0]!);
+    await produce(topics.mailEvents, [
+      { key: 'm1', value: Buffer.from('{"json":"not avro"}') },
+      { key: 'm1', value: unknownId },
+      { key: 'm1', value: good.subarray(0, good.length - 3) },
+      { key: 'm2', value: good },
+    ]);
 
     const app = await startApp({ ...cfg, http: { host: '127.0.0.1', port: 0 } }, { logger: pino({ level: 'warn' }) });
     let decisions: Decision[];
@@ -287,6 +296,16 @@ describe('unwanted-mail end to end', () => {
       expect(body.value.version).toBe(3);
       expect((await fetch(`${app.url}/v1/preferences/nobody`)).status).toBe(404);
       expect((await fetch(`${app.url}/readyz`)).status).toBe(200);
+      // every bad record is in the dead-letter topic with its reason; none of them was decided
+      const dlq = await readAll(`${appId}-dlq`, { atLeast: 4 });
+      expect(dlq.map((r) => r.headers['dlq.error.code']).sort()).toEqual(
+        ['BAD_MAGIC_BYTE', 'KEY_MISMATCH', 'RECORD_TRUNCATED', 'UNKNOWN_SCHEMA_ID'].sort(),
+      );
+      for (const r of dlq) {
+        expect(r.headers['dlq.source.topic']).toBe(topics.mailEvents);
+        expect(r.headers['dlq.source.offset']).toMatch(/^\d+$/);
+        expect(r.headers['dlq.error.message']).not.toContain('@'); // no addresses in error messages
+      }
       const metrics = await (await fetch(`${app.url}/metrics`)).text();
       expect(metrics).toMatch(/um_decisions_total\{action="JUNK",reason="USER_JUNK",mode="LIVE"\} 2/);
     } finally {
