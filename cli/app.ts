@@ -14,7 +14,7 @@ import { ConfigError } from '../runtime/errors.js';
 import { startHttpServer } from '../runtime/http.js';
 import { RuntimeMetrics } from '../runtime/metrics.js';
 import { createRegistryClient } from '../runtime/serdes/registry.js';
-import { KafkaStreams } from '../runtime/streams.js';
+import { KafkaStreams, type StreamsState } from '../runtime/streams.js';
 import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
@@ -78,7 +78,13 @@ export async function ensureTopics(kafka: Kafka, cfg: AppConfig, logger?: Logger
 
 export async function startApp(
   cfg: AppConfig,
-  opts: { logger?: Logger; createTopics?: boolean; http?: boolean } = {},
+  opts: {
+    logger?: Logger;
+    createTopics?: boolean;
+    http?: boolean;
+    /** called on every lifecycle change of the stream engine (e.g. to exit on ERROR) */
+    onStateChange?: (to: StreamsState, from: StreamsState) => void;
+  } = {},
 ): Promise<App> {
   const logger = opts.logger ?? pino({ level: cfg.logLevel });
   if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
@@ -113,7 +119,7 @@ export async function startApp(
       ...(cfg.sasl ? { sasl: { ...cfg.sasl } } : {}),
       ...(cfg.ssl ? { ssl: cfg.ssl === true ? true : { ...cfg.ssl } } : {}),
     }),
-    { logger, metrics: runtimeMetrics, kafka },
+    { logger, metrics: runtimeMetrics, kafka, ...(opts.onStateChange ? { onStateChange: opts.onStateChange } : {}) },
   );
   if (opts.http ?? true) {
     server = await startHttpServer({

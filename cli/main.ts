@@ -17,7 +17,7 @@ import { RuntimeMetrics } from '../runtime/metrics.js';
 import { mailSerdes } from '../topology/serdes.js';
 import { topicNames } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
-import { ensureTopics, kafkaFor, registryFor, startApp } from './app.js';
+import { ensureTopics, kafkaFor, registryFor, startApp, type App } from './app.js';
 import { loadConfig, redact, SETTINGS, type AppConfig } from './config.js';
 import { readPreferences } from './preferences.js';
 
@@ -66,7 +66,22 @@ program
     if (!cfg.brokers)
       throw new ConfigError('KAFKA_BROKERS', 'is required by `um run` (or use `um start` for a local Kafka)');
     const log = logger(cfg);
-    const app = await startApp(cfg, { logger: log, createTopics: opts.createTopics });
+    const ref: { app?: App } = {};
+    const app = await startApp(cfg, {
+      logger: log,
+      createTopics: opts.createTopics,
+      // a fatal error stops the engine; exit so that a supervisor restarts the instance
+      onStateChange: (to) => {
+        const running = ref.app;
+        if (to !== 'ERROR' || !running) return; // during start the error is thrown to us instead
+        log.error(
+          { err: String((running.streams.failure() as Error | undefined)?.message) },
+          'stream engine failed: exiting',
+        );
+        void running.close().finally(() => process.exit(1));
+      },
+    });
+    ref.app = app;
     untilSignal(() => app.close(), log);
   });
 

@@ -533,7 +533,13 @@ export class KafkaStreams {
     if (spec.value.prepare) await spec.value.prepare(records.map((r) => r.value));
     if (spec.key.prepare) await spec.key.prepare(records.map((r) => r.key));
     if (h.closed) return;
-    await this.waitWithHeartbeat(task.enqueue(batch.topic, records, Number(batch.highWatermark)), heartbeat);
+    try {
+      await this.waitWithHeartbeat(task.enqueue(batch.topic, records, Number(batch.highWatermark)), heartbeat);
+    } catch (e) {
+      // a task that failed (the `fail` error policy, or a store error) stops the instance
+      if (task.failure() !== undefined) void this.die(task.failure());
+      throw e;
+    }
     const last = records[records.length - 1];
     if (last)
       this.metrics.consumerLag.set(

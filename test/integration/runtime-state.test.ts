@@ -10,17 +10,24 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { streamsConfig } from '../../runtime/config.js';
 import { KafkaStreams } from '../../runtime/streams.js';
 import { seqTopology, type SeqState } from './fixtures/seq-topology.js';
-import { brokers, createTopics, produce, readAll, uniqueName, waitUntil } from './helpers.js';
+import { brokers, createTopics, produce, readAll, uniqueName, waitUntil, withAdmin } from './helpers.js';
 
 const stateRoot = mkdtempSync(join(tmpdir(), 'um-rt-'));
 afterAll(() => rmSync(stateRoot, { recursive: true, force: true }));
 
 const PARTITIONS = 3;
 
-function app(appId: string, input: string, output: string, stateDir: string): KafkaStreams {
+function app(
+  appId: string,
+  input: string,
+  output: string,
+  stateDir: string,
+  policy: 'dlq' | 'fail' = 'dlq',
+): KafkaStreams {
   return new KafkaStreams(
     seqTopology(input, output),
     streamsConfig({
+      processingErrorPolicy: policy,
       applicationId: appId,
       brokers: brokers(),
       stateDir,
@@ -134,5 +141,29 @@ describe('runtime: state, checkpoints, restore, dead letters', () => {
     expect(dlq[1]!.headers['dlq.error.message']).toContain('numeric seq');
     expect(dlq[1]!.headers['dlq.source.offset']).toBe('2');
     await s.close();
+  });
+
+  it("stops the instance (state ERROR) on a poison record under the 'fail' policy", async () => {
+    const appId = uniqueName('rt-fail');
+    const input = uniqueName('rt-in');
+    const output = uniqueName('rt-out');
+    await createTopics([
+      { topic: input, partitions: 1 },
+      { topic: output, partitions: 1 },
+    ]);
+    await produce(input, [
+      { key: 'a', value: JSON.stringify({ seq: 1 }) },
+      { key: 'a', value: JSON.stringify({ nope: true }) },
+      { key: 'a', value: JSON.stringify({ seq: 2 }) },
+    ]);
+    const s = app(appId, input, output, join(stateRoot, appId), 'fail');
+    await s.start();
+    await waitUntil('ERROR', () => s.state === 'ERROR', 30_000);
+    expect((s.failure() as { code?: string }).code).toBe('PROCESSING_FAILED');
+    await s.close();
+    expect(s.state).toBe('NOT_RUNNING');
+    // the poison record was not committed: a fixed version of the app would see it again
+    const committed = await withAdmin((a) => a.fetchOffsets({ groupId: appId, topics: [input] }));
+    expect(Number(committed[0]!.partitions[0]!.offset)).toBeLessThanOrEqual(1);
   });
 });
