@@ -24,6 +24,10 @@ export interface RecordCollector {
   send(record: OutgoingRecord): void;
   /** resolves when every record sent before the call is acknowledged; rejects on a send failure */
   flush(): Promise<void>;
+  /** a position in the stream of sent records, for `flushUpTo` */
+  mark(): number;
+  /** resolves when every record sent before `mark()` returned `position` is acknowledged */
+  flushUpTo(position: number): Promise<void>;
   /** highest acknowledged offset per `topic:partition` */
   ackedOffsets(): ReadonlyMap<string, number>;
 }
@@ -38,6 +42,10 @@ export class MemoryRecordCollector implements RecordCollector {
     this.offsets.set(k, (this.offsets.get(k) ?? -1) + 1);
   }
   async flush(): Promise<void> {}
+  mark(): number {
+    return this.records.length;
+  }
+  async flushUpTo(): Promise<void> {}
   ackedOffsets(): ReadonlyMap<string, number> {
     return this.offsets;
   }
@@ -58,6 +66,9 @@ export class KafkaRecordCollector implements RecordCollector {
   private readonly offsets = new Map<string, number>();
   private readonly maxBatch: number;
   private scheduled = false;
+  /** records handed to send() so far, and how many of them are acknowledged (in order) */
+  private sent = 0;
+  private acked = 0;
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
     this.maxBatch = opts.maxBatchRecords ?? 10_000;
@@ -66,6 +77,7 @@ export class KafkaRecordCollector implements RecordCollector {
   send(record: OutgoingRecord): void {
     if (this.failure) throw this.failure;
     this.buffer.push(record);
+    this.sent++;
     if (this.sending || this.scheduled) return;
     // linger until the current macrotask ends, so one processed batch becomes one request
     this.scheduled = true;
@@ -142,6 +154,8 @@ export class KafkaRecordCollector implements RecordCollector {
       const last = Number(md.baseOffset) + n - 1;
       if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
     }
+    // one request in flight and batches taken in order: acknowledgements come in send order
+    this.acked += batch.length;
     this.opts.onSent?.(batch.length, performance.now() - t0);
   }
 
@@ -149,6 +163,18 @@ export class KafkaRecordCollector implements RecordCollector {
     if (this.failure) throw this.failure;
     while (this.buffer.length || this.sending) await this.kick();
     if (this.failure) throw this.failure;
+  }
+
+  mark(): number {
+    return this.sent;
+  }
+
+  async flushUpTo(position: number): Promise<void> {
+    if (this.failure) throw this.failure;
+    while (this.acked < position) {
+      await this.kick();
+      if (this.failure) throw this.failure;
+    }
   }
 
   ackedOffsets(): ReadonlyMap<string, number> {

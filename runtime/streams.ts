@@ -591,10 +591,13 @@ export class KafkaStreams {
    *   1. pause every task at a batch boundary (no record half-processed);
    *   2. take each task's next input offsets: everything before them is processed;
    *   3. flush every task's stores: caches write down to RocksDB, changes go to the changelogs;
-   *   4. flush the record collector: every output and changelog record produced so far,
-   *      including those of step 3, is acknowledged by the brokers (acks=all);
-   *   5. write each task's checkpoint file (changelog offsets now in the local store);
-   *   6. resume the tasks;
+   *      note the record collector's position: every output and changelog record of the
+   *      processing covered by step 2 was handed to it before this point;
+   *   4. resume the tasks (what they do next is not part of this commit);
+   *   5. wait until the collector has every record before that position acknowledged by the
+   *      brokers (acks=all);
+   *   6. write each task's checkpoint file (changelog offsets acknowledged, all of them in the
+   *      local stores, since a store writes RocksDB before it logs a change);
    *   7. commit the offsets of step 2 to the group coordinator.
    * A crash between any two steps loses nothing: the offsets of step 7 are only ever committed
    * after everything they cover is durable in Kafka, so the worst case is reprocessing.
@@ -606,6 +609,7 @@ export class KafkaStreams {
       const t0 = performance.now();
       const handles = [...this.tasks.values()].filter((h) => h.task && !h.closed);
       const offsets: { topic: string; partition: number; offset: string }[] = [];
+      let position: number;
       // 1.
       for (const h of handles) h.task!.pause();
       try {
@@ -616,15 +620,16 @@ export class KafkaStreams {
             offsets.push({ topic, partition: h.partition, offset: String(offset) });
         // 3.
         for (const h of handles) await h.task!.flushStores();
-        // 4.
-        await this.collector!.flush();
-        // 5.
-        for (const h of handles) await h.state!.checkpoint();
+        position = this.collector!.mark();
         for (const h of handles) h.task!.processedSinceCommit = 0;
       } finally {
-        // 6.
+        // 4.
         for (const h of handles) h.task!.resume();
       }
+      // 5.
+      await this.collector!.flushUpTo(position);
+      // 6.
+      for (const h of handles) if (!h.closed) await h.state!.checkpoint();
       // 7.
       if (offsets.length) await this.consumer!.commitOffsets(offsets);
       this.lastCommit = Date.now();
