@@ -30,6 +30,11 @@ export interface RecordCollector {
   flushUpTo(position: number): Promise<void>;
   /** highest acknowledged offset per `topic:partition` */
   ackedOffsets(): ReadonlyMap<string, number>;
+  /**
+   * Backpressure: resolves when the collector can take more (too many records waiting to be
+   * sent otherwise); tasks wait on it between batches.
+   */
+  capacity?(): Promise<void> | undefined;
 }
 
 /** Collects into memory: for the test driver. */
@@ -53,8 +58,10 @@ export class MemoryRecordCollector implements RecordCollector {
 
 export interface KafkaRecordCollectorOptions {
   producer: Producer;
-  /** flush a batch when this many records are buffered (a request is sent at least this often) */
+  /** most records in one produce request */
   maxBatchRecords?: number;
+  /** tasks wait when more records than this are waiting to be sent */
+  maxBufferedRecords?: number;
   compression?: number;
   onSent?: (count: number, ms: number) => void;
 }
@@ -69,9 +76,18 @@ export class KafkaRecordCollector implements RecordCollector {
   /** records handed to send() so far, and how many of them are acknowledged (in order) */
   private sent = 0;
   private acked = 0;
+  private readonly maxBuffered: number;
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
     this.maxBatch = opts.maxBatchRecords ?? 10_000;
+    this.maxBuffered = opts.maxBufferedRecords ?? 50_000;
+  }
+
+  capacity(): Promise<void> | undefined {
+    if (this.sent - this.acked <= this.maxBuffered || this.failure) return undefined;
+    return (async () => {
+      while (this.sent - this.acked > this.maxBuffered && !this.failure) await this.kick();
+    })();
   }
 
   send(record: OutgoingRecord): void {

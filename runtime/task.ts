@@ -333,6 +333,9 @@ export class StreamTask {
           const batch = this.nextBatch();
           if (!batch) break;
           await this.exclusive(() => this.processBatch(batch));
+          // backpressure: wait while the producer is far behind
+          const full = this.opts.collector.capacity?.();
+          if (full) await full;
           // wall-clock punctuation must not starve under sustained load
           await this.exclusive(() => this.runWallClock(this.now()));
         }
