@@ -1,4 +1,7 @@
-/** The application's metrics (`um_` prefix), registered on the runtime's registry. */
+/**
+ * The application's metrics (`um_` prefix), registered on the runtime's registry. Refused
+ * records are counted by the runtime (`um_dead_letters_total{topic,code}`).
+ */
 import { Counter, Histogram, type Registry } from 'prom-client';
 
 export class MailMetrics {
@@ -7,7 +10,6 @@ export class MailMetrics {
   readonly interactions: Counter<'action' | 'outcome'>;
   readonly preferenceUpdates: Counter<'change'>;
   readonly evictions: Counter<'scope' | 'source'>;
-  readonly invalid: Counter<'topic' | 'code'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -40,12 +42,6 @@ export class MailMetrics {
       name: 'um_preference_evictions_total',
       help: 'Preference entries evicted to respect the per-mailbox limits',
       labelNames: ['scope', 'source'],
-      registers,
-    });
-    this.invalid = new Counter({
-      name: 'um_invalid_records_total',
-      help: 'Records refused by validation (sent to the dead-letter topic)',
-      labelNames: ['topic', 'code'],
       registers,
     });
   }

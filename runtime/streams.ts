@@ -621,6 +621,10 @@ export class KafkaStreams {
         // 3.
         for (const h of handles) await h.task!.flushStores();
         position = this.collector!.mark();
+        // (the caches are clean now, so counting entries costs no extra flush)
+        for (const h of handles)
+          for (const [name, st] of h.state!.stores)
+            this.metrics.storeEntries.set({ store: name, task: h.task!.id }, await st.store.approximateNumEntries());
         for (const h of handles) h.task!.processedSinceCommit = 0;
       } finally {
         // 4.

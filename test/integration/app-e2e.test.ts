@@ -308,6 +308,14 @@ describe('unwanted-mail end to end', () => {
       }
       const metrics = await (await fetch(`${app.url}/metrics`)).text();
       expect(metrics).toMatch(/um_decisions_total\{action="JUNK",reason="USER_JUNK",mode="LIVE"\} 2/);
+      // the preference store of some task holds the mailboxes with preferences
+      await app.streams.commit('manual');
+      const entries = [
+        ...(await (await fetch(`${app.url}/metrics`)).text()).matchAll(
+          /um_store_entries\{store="preferences",task="[^"]+"\} (\d+)/g,
+        ),
+      ];
+      expect(entries.reduce((n, m) => n + Number(m[1]), 0)).toBeGreaterThanOrEqual(3);
     } finally {
       await app.close();
     }
