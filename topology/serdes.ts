@@ -17,6 +17,7 @@ import type {
 } from '../processors/logic/model.js';
 import { avroSerde, type AvroSerde } from '../runtime/serdes/avro.js';
 import type { RegistryClient } from '../runtime/serdes/registry.js';
+import type { Serde } from '../runtime/serdes.js';
 import type { Topics } from './topics.js';
 
 const schemaDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'schemas', 'v1');
@@ -49,6 +50,9 @@ export interface MailSerdes {
   rolloutFlags: AvroSerde<RolloutFlag>;
   tenantPolicies: AvroSerde<TenantPolicy>;
 }
+
+/** The serdes the topology needs, per topic: Avro through the registry in production, any serde in tests. */
+export type TopicSerdes = { [K in keyof MailSerdes]: Serde<MailSerdes[K] extends AvroSerde<infer T> ? T : never> };
 
 export function mailSerdes(registry: RegistryClient, topics: Topics): MailSerdes {
   const serde = <T>(topic: string, name: SchemaName): AvroSerde<T> =>

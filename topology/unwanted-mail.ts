@@ -20,12 +20,12 @@ import { DEDUPE_STORE, LearnProcessor, newerPreferences } from '../processors/le
 import type { MailMetrics } from '../processors/metrics.js';
 import { longSerde, stringSerde } from '../runtime/serdes.js';
 import { TopologyBuilder, type Topology } from '../runtime/topology.js';
-import type { MailSerdes } from './serdes.js';
+import type { TopicSerdes } from './serdes.js';
 import type { Topics } from './topics.js';
 
 export interface MailTopologyOptions {
   topics: Topics;
-  serdes: MailSerdes;
+  serdes: TopicSerdes;
   metrics?: MailMetrics;
   /** preference records cached per task (reads); writes always go through to the topic */
   preferenceCacheEntries?: number;
