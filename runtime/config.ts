@@ -39,7 +39,7 @@ export const streamsConfigSchema = z
     maxTaskIdleMs: z.number().int().min(0).max(60_000).default(50),
     cacheMaxEntries: z.number().int().min(0).default(10_000),
     maxBatchRecords: z.number().int().min(1).max(100_000).default(1000),
-    partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(16),
+    partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(64),
     sessionTimeoutMs: z.number().int().min(1000).default(30_000),
     /** how long the group waits for members to rejoin during a rebalance */
     rebalanceTimeoutMs: z.number().int().min(1000).default(60_000),
