@@ -37,7 +37,7 @@ export interface TaskStore {
 export interface RestoreSource {
   /** end offset (high watermark) of a changelog partition */
   endOffset(topic: string, partition: number): Promise<number>;
-  /** earliest offset still in a changelog partition */
+  /** reads the ranges [from, to) of changelog partitions, in offset order per partition */
   read(
     ranges: { topic: string; partition: number; from: number; to: number }[],
     onRecords: (topic: string, records: RawRecord[]) => Promise<void>,
@@ -56,7 +56,6 @@ export class TaskStateManager {
   private readonly checkpointFile: string | undefined;
   /** offsets known to be in the local stores: restored-to or written-and-acknowledged */
   private readonly positions = new Map<string, number>();
-  restoredRecords = 0;
   private suppressed = false;
   /** timestamp for changelog records: the task sets it to the record being processed */
   timestamp: () => number = Date.now;
@@ -181,7 +180,6 @@ export class TaskStateManager {
         tpKey(r.topic, this.opts.partition),
         Math.max(r.to, this.positions.get(tpKey(r.topic, this.opts.partition)) ?? 0),
       );
-    this.restoredRecords += total;
     return total;
   }
 
