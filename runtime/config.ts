@@ -71,6 +71,11 @@ export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
       issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]].join('.') : issue.path.join('.') || '(root)';
     throw new ConfigError(setting, issue.message);
   }
+  if (r.data.processingGuarantee === 'exactly_once')
+    throw new ConfigError(
+      'processingGuarantee',
+      'exactly_once (Kafka transactions) is not implemented yet; use at_least_once',
+    );
   const cfg = { ...r.data, dlqTopic: r.data.dlqTopic ?? `${r.data.applicationId}-dlq` };
   return Object.freeze(cfg);
 }

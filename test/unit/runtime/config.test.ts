@@ -108,3 +108,19 @@ describe('kafkaSecurity', () => {
     });
   });
 });
+
+describe('processing guarantee', () => {
+  it('refuses exactly_once until it is implemented, naming the setting', () => {
+    let err: unknown;
+    try {
+      streamsConfig({ applicationId: 'a', brokers: ['b:1'], stateDir: '/tmp/x', processingGuarantee: 'exactly_once' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    expect((err as ConfigError).setting).toBe('processingGuarantee');
+    expect(streamsConfig({ applicationId: 'a', brokers: ['b:1'], stateDir: '/tmp/x' }).processingGuarantee).toBe(
+      'at_least_once',
+    );
+  });
+});
