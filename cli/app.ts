@@ -135,6 +135,13 @@ export async function startApp(
           return reply.code(r.status).send(r.body);
         });
       },
+    }).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'EADDRINUSE' || e.code === 'EACCES')
+        throw new ConfigError(
+          'UM_HTTP_PORT',
+          `cannot listen on ${cfg.http.host}:${cfg.http.port} (${e.code}); choose another port, or 0 for any free one`,
+        );
+      throw e;
     });
     url = server.url;
     if (!cfg.advertisedUrl) {
