@@ -168,5 +168,9 @@ try {
     console.error(`error ${e.code}: ${e.message}`);
     process.exit(1);
   }
-  throw e;
+  // client errors (an unreachable broker, a refused login...): one clear line, the stack on request
+  const err = e as Error & { name?: string };
+  console.error(`error: ${err.name ?? 'Error'}: ${err.message}`);
+  if (process.env.UM_LOG_LEVEL === 'debug' || process.env.UM_LOG_LEVEL === 'trace') console.error(err.stack);
+  process.exit(1);
 }
