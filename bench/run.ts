@@ -12,7 +12,7 @@ import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSy
 import { Session } from 'node:inspector/promises';
 import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
-import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Consumer, Kafka } from 'kafkajs';
@@ -215,6 +215,15 @@ async function histogramQuantiles(
     if (v !== undefined) out[`p${q * 100}`] = round(v * 1000, 1);
   });
   return out;
+}
+
+/** Event-loop delay summary in ms. */
+function loopDelayMs(eld: IntervalHistogram): { p50: number; p99: number; max: number } {
+  return {
+    p50: round(eld.percentile(50) / 1e6, 1),
+    p99: round(eld.percentile(99) / 1e6, 1),
+    max: round(eld.max / 1e6, 1),
+  };
 }
 
 /** Exact quantiles of a sample (sorted in place). */
@@ -584,11 +593,7 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     perSecond: { min: sortedPs[0] ?? 0, median: sortedPs[sortedPs.length >> 1] ?? 0, max: sortedPs.at(-1) ?? 0 },
     processedPerSecondSeries: perSecond,
     consumedPerSecondSeries: consumedPerSecond,
-    eventLoopDelayMs: {
-      p50: round(eld.percentile(50) / 1e6, 1),
-      p99: round(eld.percentile(99) / 1e6, 1),
-      max: round(eld.max / 1e6, 1),
-    },
+    eventLoopDelayMs: loopDelayMs(eld),
     serviceCommitMs: (await histogramQuantiles(reg, 'um_commit_seconds', [0.5, 0.9, 0.99])) ?? null,
     serviceProduceRequestMs: (await histogramQuantiles(reg, 'um_produce_request_seconds', [0.5, 0.9, 0.99])) ?? null,
     serviceProcessBatchMs: (await histogramQuantiles(reg, 'um_process_batch_seconds', [0.5, 0.9, 0.99])) ?? null,
@@ -732,11 +737,7 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
     serviceProcessBatchMs: (await histogramQuantiles(reg, 'um_process_batch_seconds', [0.5, 0.9, 0.99])) ?? null,
     serviceCommitMs: (await histogramQuantiles(reg, 'um_commit_seconds', [0.5, 0.9, 0.99])) ?? null,
     worstSecondP99Ms: worstSecond,
-    eventLoopDelayMs: {
-      p50: round(eld.percentile(50) / 1e6, 1),
-      p99: round(eld.percentile(99) / 1e6, 1),
-      max: round(eld.max / 1e6, 1),
-    },
+    eventLoopDelayMs: loopDelayMs(eld),
     cpuSecondsPerWallSecond: round((cpu.user + cpu.system) / 1e6 / wall, 2),
     ...memory,
     ...(prof ? { profile: prof } : {}),

@@ -20,6 +20,7 @@ import type {
   UserPreferences,
 } from '../../processors/logic/model.js';
 import { mailSerdes, type MailSerdes } from '../../topology/serdes.js';
+import { interaction as fixtureInteraction, mail as fixtureMail } from '../unit/processors/fixtures.js';
 import { topicNames, type Topics } from '../../topology/topics.js';
 import { brokers, produce, readAll, registryUrl, uniqueName } from './helpers.js';
 
@@ -51,7 +52,7 @@ function mail(
   over: Partial<MailEvent> = {},
 ): MailEvent {
   seq++;
-  return {
+  return fixtureMail({
     eventId: `ev-${seq}`,
     tenantId,
     mailboxId,
@@ -59,14 +60,9 @@ function mail(
     receivedAt: at,
     senderAddress: sender,
     senderDomain: sender.split('@')[1]!,
-    spf: 'PASS',
-    dkim: 'PASS',
-    dmarc: 'PASS',
     spamScore: 0.05,
-    bulkScore: 0,
-    hasListUnsubscribe: false,
     ...over,
-  };
+  });
 }
 
 function interaction(
@@ -77,17 +73,16 @@ function interaction(
   at: number,
   messageId = `imsg-${++seq}`,
 ): UserInteraction {
-  return {
+  return fixtureInteraction(action, {
     eventId: `iev-${++seq}`,
     tenantId,
     mailboxId,
     messageId,
     senderAddress: sender,
     senderDomain: sender.split('@')[1]!,
-    action,
     messageReceivedAt: at - 60_000,
     occurredAt: at,
-  };
+  });
 }
 
 type Expected = Pick<Decision, 'action' | 'reason' | 'matchedKey' | 'preferencesVersion'>;

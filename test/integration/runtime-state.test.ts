@@ -39,6 +39,18 @@ function app(
   );
 }
 
+/** A fresh app id with a one-partition input and output topic. */
+async function singlePartitionApp(prefix: string): Promise<{ appId: string; input: string; output: string }> {
+  const appId = uniqueName(prefix);
+  const input = uniqueName('rt-in');
+  const output = uniqueName('rt-out');
+  await createTopics([
+    { topic: input, partitions: 1 },
+    { topic: output, partitions: 1 },
+  ]);
+  return { appId, input, output };
+}
+
 function seqRecords(keys: number, from: number, to: number): { key: string; value: string; timestamp: number }[] {
   const out = [];
   for (let s = from; s <= to; s++)
@@ -114,13 +126,7 @@ describe('runtime: state, checkpoints, restore, dead letters', () => {
   });
 
   it('sends poison records to the dead-letter topic with their reason and goes on', async () => {
-    const appId = uniqueName('rt-poison');
-    const input = uniqueName('rt-in');
-    const output = uniqueName('rt-out');
-    await createTopics([
-      { topic: input, partitions: 1 },
-      { topic: output, partitions: 1 },
-    ]);
+    const { appId, input, output } = await singlePartitionApp('rt-poison');
     await produce(input, [
       { key: 'a', value: JSON.stringify({ seq: 1 }) },
       { key: 'a', value: '{not json' },
@@ -144,13 +150,7 @@ describe('runtime: state, checkpoints, restore, dead letters', () => {
   });
 
   it("stops the instance (state ERROR) on a poison record under the 'fail' policy", async () => {
-    const appId = uniqueName('rt-fail');
-    const input = uniqueName('rt-in');
-    const output = uniqueName('rt-out');
-    await createTopics([
-      { topic: input, partitions: 1 },
-      { topic: output, partitions: 1 },
-    ]);
+    const { appId, input, output } = await singlePartitionApp('rt-fail');
     await produce(input, [
       { key: 'a', value: JSON.stringify({ seq: 1 }) },
       { key: 'a', value: JSON.stringify({ nope: true }) },

@@ -15,13 +15,14 @@ import { loadConfig } from '../../cli/config.js';
 import type { Decision, MailEvent } from '../../processors/logic/model.js';
 import { loadSchema } from '../../topology/serdes.js';
 import { topicNames } from '../../topology/topics.js';
+import { mail as fixtureMail } from '../unit/processors/fixtures.js';
 import { brokers, produce, readAll, registryUrl, uniqueName, waitUntil } from './helpers.js';
 
 const stateRoot = mkdtempSync(join(tmpdir(), 'um-evo-'));
 afterAll(() => rmSync(stateRoot, { recursive: true, force: true }));
 
 function mail(n: number, over: Partial<MailEvent> = {}): MailEvent {
-  return {
+  return fixtureMail({
     eventId: `ev-${n}`,
     tenantId: 't1',
     mailboxId: `mb-${n % 3}`,
@@ -29,14 +30,8 @@ function mail(n: number, over: Partial<MailEvent> = {}): MailEvent {
     receivedAt: Date.UTC(2026, 1, 1) + n * 1000,
     senderAddress: `s${n}@x.example`,
     senderDomain: 'x.example',
-    spf: 'PASS',
-    dkim: 'PASS',
-    dmarc: 'PASS',
-    spamScore: 0.1,
-    bulkScore: 0,
-    hasListUnsubscribe: false,
     ...over,
-  };
+  });
 }
 
 describe('schema evolution', () => {

@@ -19,6 +19,7 @@ import { TopologyTestDriver } from '../../../runtime/test-driver.js';
 import type { TopicSerdes } from '../../../topology/serdes.js';
 import { topicNames } from '../../../topology/topics.js';
 import { unwantedMailTopology } from '../../../topology/unwanted-mail.js';
+import { interaction as fixtureInteraction, mail as fixtureMail } from '../processors/fixtures.js';
 
 const topics = topicNames('');
 const serdes = {
@@ -39,7 +40,7 @@ let n = 0;
 
 function mail(mailboxId: string, sender: string, at: number, over: Partial<MailEvent> = {}): MailEvent {
   n++;
-  return {
+  return fixtureMail({
     eventId: `e${n}`,
     tenantId: 't1',
     mailboxId,
@@ -47,14 +48,8 @@ function mail(mailboxId: string, sender: string, at: number, over: Partial<MailE
     receivedAt: at,
     senderAddress: sender,
     senderDomain: sender.split('@')[1]!,
-    spf: 'PASS',
-    dkim: 'PASS',
-    dmarc: 'PASS',
-    spamScore: 0.1,
-    bulkScore: 0,
-    hasListUnsubscribe: false,
     ...over,
-  };
+  });
 }
 
 function interaction(
@@ -64,17 +59,16 @@ function interaction(
   at: number,
   messageId = `i${++n}`,
 ): UserInteraction {
-  return {
+  return fixtureInteraction(action, {
     eventId: `ie${++n}`,
     tenantId: 't1',
     mailboxId,
     messageId,
     senderAddress: sender,
     senderDomain: sender.split('@')[1]!,
-    action,
     messageReceivedAt: at - 1000,
     occurredAt: at,
-  };
+  });
 }
 
 let driver: TopologyTestDriver | undefined;
