@@ -42,13 +42,15 @@ export class LearnProcessor implements Processor<string, UserInteraction> {
     if (useDedupe) {
       const seen = await this.dedupe.get(dk);
       duplicate = seen !== undefined && Math.abs(i.occurredAt - seen) <= DEDUPE_WINDOW_MS;
-      if (!duplicate) await this.dedupe.put(dk, i.occurredAt);
     }
     const current = await this.prefs.get(i.mailboxId);
     const r = learn(current, i, { duplicate });
     this.metrics?.interactions.inc({ action: i.action, outcome: r.change ?? r.ignored ?? 'NONE' });
+    // the preference change first, then the dedupe marker that makes a retry a no-op (both
+    // belong to the same commit; the order matters only to a reader of the changelogs)
+    if (r.next) await this.prefs.put(i.mailboxId, r.next);
+    if (useDedupe && !duplicate) await this.dedupe.put(dk, i.occurredAt);
     if (!r.next) return;
-    await this.prefs.put(i.mailboxId, r.next);
     this.metrics?.preferenceUpdates.inc({ change: r.change ?? 'UNKNOWN' });
     for (const e of r.evicted) this.metrics?.evictions.inc({ scope: e.scope, source: e.source });
   }

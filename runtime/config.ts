@@ -36,7 +36,15 @@ export const streamsConfigSchema = z
     instanceId: z.string().min(1).default(`instance-${process.pid}`),
     stateDir: z.string().min(1),
     commitIntervalMs: z.number().int().min(10).max(600_000).default(5000),
-    maxTaskIdleMs: z.number().int().min(0).max(60_000).default(50),
+    /**
+     * how long a task waits for a partition that is empty AND caught up before going on without
+     * it (a partition the broker holds more of is always waited for); 0 = go on at once
+     */
+    maxTaskIdleMs: z.number().int().min(0).max(60_000).default(0),
+    /** the most one record moves stream time forward (a record stamped far ahead cannot purge state) */
+    maxStreamTimeJumpMs: z.number().int().min(1).default(86_400_000),
+    /** per source partition: fetching pauses above this many buffered bytes */
+    maxBufferedBytesPerPartition: z.number().int().min(64 * 1024).default(4 * 1024 * 1024),
     cacheMaxEntries: z.number().int().min(0).default(10_000),
     maxBatchRecords: z.number().int().min(1).max(100_000).default(1000),
     partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(64),

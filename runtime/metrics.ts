@@ -22,6 +22,11 @@ export class RuntimeMetrics {
   readonly deadLetters: Counter<'topic' | 'code'>;
   readonly consumerLag: Gauge<'topic' | 'partition'>;
   readonly state: Gauge<'state'>;
+  readonly ready: Gauge<never>;
+  readonly lagWaits: Counter<'task'>;
+  readonly tasksClosedDirty: Counter<'reason'>;
+  readonly coordinatorChanges: Counter<never>;
+  readonly heartbeatAge: Gauge<never>;
 
   constructor(prefix = 'um_', registry = new Registry(), opts: { defaultMetrics?: boolean } = {}) {
     this.registry = registry;
@@ -120,6 +125,33 @@ export class RuntimeMetrics {
       name: `${prefix}instance_state`,
       help: 'Lifecycle state of this instance (1 for the current state)',
       labelNames: ['state'],
+      registers: r,
+    });
+    this.ready = new Gauge({
+      name: `${prefix}ready`,
+      help: '1 when the instance runs restored tasks and its group session is healthy (what /readyz says)',
+      registers: r,
+    });
+    this.lagWaits = new Counter({
+      name: `${prefix}task_lag_waits_total`,
+      help: 'Times a task held back because a partition the broker holds more of was not fetched yet',
+      labelNames: ['task'],
+      registers: r,
+    });
+    this.tasksClosedDirty = new Counter({
+      name: `${prefix}tasks_closed_dirty_total`,
+      help: 'Tasks closed without committing (their uncommitted writes dropped), by reason',
+      labelNames: ['reason'],
+      registers: r,
+    });
+    this.coordinatorChanges = new Counter({
+      name: `${prefix}coordinator_lookups_total`,
+      help: 'Times the group coordinator was looked up again after it failed or moved',
+      registers: r,
+    });
+    this.heartbeatAge = new Gauge({
+      name: `${prefix}group_heartbeat_age_seconds`,
+      help: 'Seconds since the last successful group heartbeat',
       registers: r,
     });
   }

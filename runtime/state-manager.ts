@@ -1,13 +1,22 @@
 /**
  * A task's state: opens its slice of every store (one RocksDB per task per store under
  * `<stateDir>/<applicationId>/<taskId>/<store>`), restores them from their changelogs before the
- * task processes anything, and writes the checkpoint file (changelog offset per partition) after
- * each commit.
+ * task processes anything, and commits them.
  *
- * Restore: the checkpoint says up to which changelog offset the local store is known to be
- * complete. The task reads [checkpoint, end offset) into the innermost store, bypassing the cache
- * and the changelog. No checkpoint, an unreadable checkpoint or a corrupt store means: wipe the
- * store and restore from the beginning of the changelog.
+ * Crash consistency. A persistent store is transactional (state/transactional-store.ts): what a
+ * commit interval writes stays in a write buffer and reaches RocksDB only after the commit is
+ * durable in Kafka, in one atomic synced batch, followed by the checkpoint file. So on disk a
+ * store is always exactly the state of some commit, never ahead of the last one.
+ *
+ * Restore target. Every commit of the task's input offsets carries, in the offset metadata, the
+ * changelog offsets that state corresponds to (see streams.ts). On open, the task restores from
+ * its checkpoint up to exactly those offsets (not to the changelog's end): changelog records
+ * written after the last commit by an owner that crashed are not part of the committed state and
+ * are not restored; reprocessing from the committed input offsets writes them again. Replaying a
+ * changelog range that the store already holds is harmless (each record sets a key to its value
+ * at that offset), so a checkpoint file older than the store only costs time. A store whose
+ * checkpoint is AHEAD of the target (offsets reset by an operator) is wiped and rebuilt.
+ * Without metadata (a group committed by an older version) the target is the changelog's end.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -23,6 +32,7 @@ import {
   type KeyValueStore,
   type RestorableBytesStore,
   type StoreMetrics,
+  type TransactionalStore,
 } from './state/index.js';
 import type { RawRecord } from './task.js';
 import type { ResolvedStore } from './topology.js';
@@ -31,6 +41,7 @@ export interface TaskStore {
   resolved: ResolvedStore;
   store: KeyValueStore<unknown, unknown>;
   inner: RestorableBytesStore;
+  txn: TransactionalStore | undefined;
   dir: string | undefined;
 }
 
@@ -41,6 +52,7 @@ export interface RestoreSource {
   read(
     ranges: { topic: string; partition: number; from: number; to: number }[],
     onRecords: (topic: string, records: RawRecord[]) => Promise<void>,
+    signal?: AbortSignal,
   ): Promise<void>;
 }
 
@@ -57,6 +69,9 @@ export class TaskStateManager {
   /** offsets known to be in the local stores: restored-to or written-and-acknowledged */
   private readonly positions = new Map<string, number>();
   private suppressed = false;
+  /** changelog offsets of the last commit (restore stops there) */
+  private readonly targets = new Map<string, number>();
+  private readonly ackedAtOpen = new Map<string, number>();
   /** timestamp for changelog records: the task sets it to the record being processed */
   timestamp: () => number = Date.now;
 
@@ -76,8 +91,15 @@ export class TaskStateManager {
     this.checkpointFile = opts.taskDir ? join(opts.taskDir, '.checkpoint') : undefined;
   }
 
-  /** Opens every store; a corrupt store is wiped and re-opened empty (then fully restored). */
-  async open(): Promise<{ wiped: string[] }> {
+  /**
+   * Opens every store; a corrupt store is wiped and re-opened empty (then fully restored).
+   * `targets` (changelog `topic:partition` → offset) are the offsets of the last commit: a
+   * store whose checkpoint is beyond its target is wiped.
+   */
+  async open(targets?: ReadonlyMap<string, number>): Promise<{ wiped: string[] }> {
+    if (targets) for (const [k, v] of targets) this.targets.set(k, v);
+    // acknowledged offsets from an earlier ownership of this task in this process do not count
+    for (const [k, v] of this.opts.collector.ackedOffsets()) this.ackedAtOpen.set(k, v);
     const wiped: string[] = [];
     let checkpoint: Map<string, number> | undefined;
     if (this.checkpointFile) {
@@ -95,7 +117,16 @@ export class TaskStateManager {
     for (const r of this.opts.stores) {
       const dir = this.opts.taskDir && !r.spec.inMemory ? join(this.opts.taskDir, r.spec.name) : undefined;
       const tp = r.changelogTopic ? tpKey(r.changelogTopic, this.opts.partition) : undefined;
-      const known = tp ? checkpoint?.get(tp) : undefined;
+      let known = tp ? checkpoint?.get(tp) : undefined;
+      const target = tp ? this.targets.get(tp) : undefined;
+      if (known !== undefined && target !== undefined && known > target) {
+        this.opts.logger?.warn(
+          { task: this.opts.taskId, store: r.spec.name, checkpoint: known, committed: target },
+          'local state is ahead of the last commit (offsets were reset?): wiping it and restoring',
+        );
+        known = undefined;
+        wiped.push(r.spec.name);
+      }
       // without a checkpoint for a logged store, the local copy cannot be trusted: start empty
       if (dir && r.changelogTopic && known === undefined) {
         await rm(dir, { recursive: true, force: true });
@@ -137,20 +168,26 @@ export class TaskStateManager {
         if (tp) checkpoint?.delete(tp);
         stack = await build();
       }
-      this.stores.set(r.spec.name, { resolved: r, store: stack.store, inner: stack.inner, dir });
-      if (tp) this.positions.set(tp, dir ? (checkpoint?.get(tp) ?? 0) : 0);
+      this.stores.set(r.spec.name, { resolved: r, store: stack.store, inner: stack.inner, txn: stack.txn, dir });
+      if (tp) this.positions.set(tp, dir ? (known ?? 0) : 0);
     }
     return { wiped };
   }
 
-  /** Restores every logged store from its position to the changelog's end. */
-  async restore(source: RestoreSource, onProgress?: (p: RestoreProgress) => void): Promise<number> {
+  /** Restores every logged store from its position to its target (else the changelog's end). */
+  async restore(
+    source: RestoreSource,
+    onProgress?: (p: RestoreProgress) => void,
+    signal?: AbortSignal,
+  ): Promise<number> {
     const ranges: { topic: string; partition: number; from: number; to: number; store: TaskStore }[] = [];
     for (const s of this.stores.values()) {
       const topic = s.resolved.changelogTopic;
       if (!topic) continue;
       const from = this.positions.get(tpKey(topic, this.opts.partition)) ?? 0;
-      const to = await source.endOffset(topic, this.opts.partition);
+      const end = await source.endOffset(topic, this.opts.partition);
+      const target = this.targets.get(tpKey(topic, this.opts.partition));
+      const to = target === undefined ? end : Math.min(target, end);
       if (to > from) ranges.push({ topic, partition: this.opts.partition, from, to, store: s });
       onProgress?.({
         store: s.resolved.spec.name,
@@ -168,13 +205,14 @@ export class TaskStateManager {
       const last = records[records.length - 1]!.offset;
       this.positions.set(tpKey(topic, this.opts.partition), last + 1);
       total += records.length;
+      signal?.throwIfAborted();
       onProgress?.({
         store: r.store.resolved.spec.name,
         taskId: this.opts.taskId,
         restored: records.length,
         remaining: Math.max(0, r.to - (last + 1)),
       });
-    });
+    }, signal);
     for (const r of ranges)
       this.positions.set(
         tpKey(r.topic, this.opts.partition),
@@ -184,24 +222,69 @@ export class TaskStateManager {
   }
 
   /**
-   * Writes the checkpoint: for each changelog partition, the offset after the last record we
-   * know is in both the local store and the changelog. Called after stores are flushed and the
-   * collector has every changelog record acknowledged.
+   * Commit step 3: the writes made so far become this commit's (each transactional store seals
+   * its write buffer; processing goes on into a fresh one).
    */
-  async checkpoint(): Promise<void> {
-    if (!this.checkpointFile) return;
+  seal(): void {
+    for (const s of this.stores.values()) s.txn?.seal();
+  }
+
+  /**
+   * The changelog offsets the sealed state corresponds to, for the commit's metadata. Call when
+   * every changelog record of the commit is acknowledged and nothing was sent since. For a
+   * store whose changelog is also a source topic (a table), the offsets consumed from that
+   * topic count too (`consumed`: topic -> next offset).
+   */
+  commitPositions(consumed?: ReadonlyMap<string, number>): Map<string, number> {
     const acked = this.opts.collector.ackedOffsets();
+    const out = new Map<string, number>();
+    for (const s of this.stores.values()) {
+      const topic = s.resolved.changelogTopic;
+      if (!topic) continue;
+      const k = tpKey(topic, this.opts.partition);
+      let a = acked.get(k);
+      if (a !== undefined && a === this.ackedAtOpen.get(k)) a = undefined;
+      let pos = Math.max(this.positions.get(k) ?? 0, a === undefined ? 0 : a + 1);
+      const c = consumed?.get(topic);
+      if (c !== undefined && c > pos) pos = c;
+      out.set(k, pos);
+    }
+    return out;
+  }
+
+  /**
+   * Commit step 7, once the commit is durable in Kafka: each store's sealed writes go to RocksDB
+   * in one atomic synced batch, then the checkpoint file records `positions` (fsynced).
+   */
+  async commitLocal(positions: ReadonlyMap<string, number>): Promise<void> {
+    for (const s of this.stores.values()) await s.txn?.commitSealed({ sync: true });
+    for (const [k, v] of positions) {
+      this.positions.set(k, v);
+      this.targets.set(k, v);
+    }
+    if (!this.checkpointFile) return;
     const out = new Map<string, number>();
     for (const s of this.stores.values()) {
       const topic = s.resolved.changelogTopic;
       if (!topic || !s.dir) continue;
       const k = tpKey(topic, this.opts.partition);
-      const a = acked.get(k);
-      const pos = Math.max(this.positions.get(k) ?? 0, a === undefined ? 0 : a + 1);
-      this.positions.set(k, pos);
-      out.set(k, pos);
+      out.set(k, this.positions.get(k) ?? 0);
     }
     await writeCheckpoint(this.checkpointFile, out);
+  }
+
+  /**
+   * The whole local commit at once, for callers whose collector acknowledges at once (the test
+   * driver) and for a clean close after the last commit.
+   */
+  async checkpoint(consumed?: ReadonlyMap<string, number>): Promise<void> {
+    this.seal();
+    await this.commitLocal(this.commitPositions(consumed));
+  }
+
+  /** Drops every uncommitted write of every store (a dirty close). */
+  abort(): void {
+    for (const s of this.stores.values()) s.txn?.abort();
   }
 
   /** The changelog offset the local store is known to be complete up to (after restore). */
@@ -222,7 +305,7 @@ export class TaskStateManager {
     }
   }
 
-  /** Closes the stores. Call flush + checkpoint first for a clean close. */
+  /** Closes the stores; uncommitted writes are dropped. Commit first for a clean close. */
   async close(): Promise<void> {
     for (const s of this.stores.values()) await s.store.close().catch(() => undefined);
     this.stores.clear();

@@ -9,8 +9,21 @@
  *   any ──close──> PENDING_SHUTDOWN ──> NOT_RUNNING;   a fatal error ──> ERROR ──close──> ...
  *
  * Tasks: one per partition number of the co-partitioned source topics, assigned with the
- * co-partitioning sticky assignor. A task is opened and restored when assigned, processes only
- * while owned, and is closed (its state kept on disk) when revoked.
+ * co-partitioning sticky assignor. Task lifecycle (task.ts): CREATED -> RESTORING -> RUNNING <->
+ * SUSPENDED -> CLOSED.
+ *
+ * Fetching is apart from processing: the kafkajs consumer only fills each task's per-partition
+ * record queues (its eachBatch never waits for processing), and pauses a partition whose queue
+ * holds too many bytes; each task takes records from its queues in timestamp order on its own
+ * (task.ts says when it waits for a partition).
+ *
+ * Rebalances (eager protocol): before the member re-joins the group, every task is suspended
+ * (finishes its batch) and committed while the generation is still valid (kafkajs-hooks.ts);
+ * after the assignment, kept tasks go on, revoked ones are closed, new ones are restored. A
+ * commit refused because the generation is over means the tasks may already have another owner:
+ * they are closed dirty (uncommitted writes dropped) and re-created from the last commit if they
+ * come back. A member that has had no successful heartbeat for a session timeout stops
+ * processing until it has one again, so two owners never write at the same time for long.
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaConfig, Producer } from 'kafkajs';
 import { AssignerProtocol, Kafka as KafkaClient, logLevel as KafkaLogLevel } from 'kafkajs';
@@ -20,6 +33,15 @@ import pino, { type Logger } from 'pino';
 import { coPartitionedAssigner, decodeMemberInfo, type MemberInfo } from './assignor.js';
 import { kafkaSecurity, type StreamsConfig } from './config.js';
 import { IllegalStateError, StreamsError, TopologyError } from './errors.js';
+import {
+  HOOKS,
+  commitWithSession,
+  installKafkaJsHooks,
+  isCoordinatorError,
+  isGenerationError,
+  type GroupHooks,
+  type GroupSession,
+} from './kafkajs-hooks.js';
 import { RuntimeMetrics } from './metrics.js';
 import { endOffsets, followTopics, readRanges, toRawRecord } from './partition-reader.js';
 import { partitionForKey } from './partitioner.js';
@@ -27,6 +49,7 @@ import { withRetries } from './retry.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
 import { KafkaRecordCollector } from './record-collector.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
+import { tpKey } from './state/checkpoint.js';
 import type { KeyValueStore } from './state/store.js';
 import { StreamTask } from './task.js';
 import type { Topology } from './topology.js';
@@ -48,8 +71,49 @@ interface TaskHandle {
   partition: number;
   task?: StreamTask;
   state?: TaskStateManager;
+  /** resolves when the task object exists (records can be queued), undefined if it never will */
+  created: Promise<StreamTask | undefined>;
+  /** resolves when the task is restored and running */
   ready: Promise<StreamTask | undefined>;
   closed: boolean;
+  /** cancels the restore */
+  abort: AbortController;
+}
+
+/** What a commit's offset metadata carries for the task (see `commit`). */
+export interface CommitMetadata {
+  v: 1;
+  /** changelog `topic:partition` -> offset the committed state corresponds to */
+  cl: Record<string, number>;
+  /** stream time */
+  st: number;
+}
+
+export function encodeCommitMetadata(m: CommitMetadata): string {
+  return JSON.stringify(m);
+}
+
+export function decodeCommitMetadata(s: string | null | undefined): CommitMetadata | undefined {
+  if (!s) return undefined;
+  try {
+    const v = JSON.parse(s) as Partial<CommitMetadata>;
+    if (v.v !== 1 || typeof v.cl !== 'object' || v.cl === null) return undefined;
+    const cl: Record<string, number> = {};
+    for (const [k, o] of Object.entries(v.cl)) if (Number.isSafeInteger(o) && (o as number) >= 0) cl[k] = o as number;
+    return { v: 1, cl, st: typeof v.st === 'number' && Number.isFinite(v.st) ? v.st : -1 };
+  } catch {
+    return undefined;
+  }
+}
+
+/** A commit was refused because the member's generation is over. */
+class TaskMigratedError extends StreamsError {
+  constructor(cause: unknown) {
+    super('TASK_MIGRATED', `the group moved on without this member: ${(cause as Error)?.message}`, {
+      retriable: true,
+      cause,
+    });
+  }
 }
 
 export interface KafkaStreamsOptions {
@@ -90,12 +154,20 @@ export class KafkaStreams {
   private readonly coPartitioned: Set<string>;
   private readonly prefetchStores: string[];
   private readonly tableTopics: Set<string>;
+  /** the consumer's group session (kafkajs' consumer group), known from its first join */
+  private session: GroupSession | undefined;
+  private lastHeartbeatOk = Date.now();
+  /** processing held back: no successful heartbeat for a session timeout */
+  private sessionSuspect = false;
+  private lastLagRefresh = 0;
+  private revoking: Promise<void> | undefined;
 
   constructor(
     readonly topology: Topology,
     readonly config: StreamsConfig,
     private readonly opts: KafkaStreamsOptions = {},
   ) {
+    installKafkaJsHooks();
     this.logger = opts.logger ?? pino({ level: 'info' });
     this.metrics = opts.metrics ?? new RuntimeMetrics();
     this.kafka =
@@ -116,6 +188,7 @@ export class KafkaStreams {
       .filter((s) => s.prefetch && s.cacheMaxEntries !== 0)
       .map((s) => s.name);
     this.metrics.state.set({ state: 'CREATED' }, 1);
+    this.metrics.ready.set(0);
   }
 
   private advertised: string | undefined;
@@ -138,12 +211,29 @@ export class KafkaStreams {
     this.metrics.state.set({ state: from }, 0);
     this.metrics.state.set({ state: to }, 1);
     this.logger.info({ from, to, instance: this.config.instanceId }, 'state change');
+    this.updateReady();
     this.opts.onStateChange?.(to, from);
   }
 
-  /** Ready: running, every assigned task restored, every global table caught up. */
+  /**
+   * Ready: running, with at least one task, every assigned task restored and running, and a
+   * healthy group session (a heartbeat within the session timeout).
+   */
   isReady(): boolean {
-    return this._state === 'RUNNING';
+    return this.notReadyReason() === undefined;
+  }
+
+  /** Why the instance is not ready, or undefined when it is. */
+  notReadyReason(): string | undefined {
+    if (this._state !== 'RUNNING') return `state ${this._state}`;
+    if (this.sessionSuspect) return 'no group heartbeat for a session timeout';
+    if (!this.tasks.size) return 'no tasks assigned';
+    for (const h of this.tasks.values()) if (h.task?.state !== 'RUNNING') return `task 0_${h.partition} not running`;
+    return undefined;
+  }
+
+  private updateReady(): void {
+    this.metrics.ready.set(this.isReady() ? 1 : 0);
   }
 
   restoreProgress(): RestoreStatus[] {
@@ -174,7 +264,11 @@ export class KafkaStreams {
         onRetry: (e) => this.logger.warn({ err: (e as Error).message }, 'topic check failed, retrying'),
       });
       await this.initSerdes();
-      this.producer = this.kafka.producer({ allowAutoTopicCreation: false, retry: { retries: 10 } });
+      this.producer = this.kafka.producer({
+        allowAutoTopicCreation: false,
+        // leader changes and broker loss are retried for about a minute before the task stops
+        retry: { retries: 60, initialRetryTime: 100, maxRetryTime: 1000 },
+      });
       await this.producer.connect();
       this.collector = new KafkaRecordCollector({
         producer: this.producer,
@@ -185,7 +279,7 @@ export class KafkaStreams {
       });
       await this.startGlobalTables();
       await this.startConsumer();
-      this.wallClockTimer = setInterval(() => void this.tick(), 1000);
+      this.wallClockTimer = setInterval(() => void this.tick(), Math.min(1000, this.config.commitIntervalMs));
       this.wallClockTimer.unref();
     } catch (e) {
       this.fatal = e;
@@ -325,28 +419,74 @@ export class KafkaStreams {
     return { endpoint: this.advertised ?? this.config.advertisedUrl, owned, stateful };
   }
 
+  private groupHooks(): GroupHooks {
+    return {
+      beforeJoin: async (session) => {
+        this.session = session;
+        await this.revokeAll('rebalance').catch((e) =>
+          this.logger.warn({ err: (e as Error).message }, 'revocation before re-joining failed'),
+        );
+      },
+      onCoordinatorChange: (reason) => {
+        this.metrics.coordinatorChanges.inc();
+        this.logger.info({ reason }, 'group coordinator looked up again');
+      },
+    };
+  }
+
   private async startConsumer(): Promise<void> {
+    const assigner = coPartitionedAssigner(() => this.memberInfo());
+    const hooks = this.groupHooks();
+    const withHooks = ((args: unknown) => {
+      const a = (assigner as unknown as (x: unknown) => Record<symbol, unknown>)(args);
+      a[HOOKS] = hooks;
+      return a;
+    }) as unknown as typeof assigner;
     const consumer = this.kafka.consumer({
       groupId: this.config.applicationId,
-      partitionAssigners: [coPartitionedAssigner(() => this.memberInfo())],
+      partitionAssigners: [withHooks],
       sessionTimeout: this.config.sessionTimeoutMs,
       heartbeatInterval: this.config.heartbeatIntervalMs,
       rebalanceTimeout: this.config.rebalanceTimeoutMs,
       maxBytesPerPartition: 2 * 1024 * 1024,
       maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,
-      retry: { retries: 10 },
+      // broker and coordinator loss are handled in kafkajs-hooks.ts; keep kafkajs' own back-off short
+      retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 },
     });
     this.consumer = consumer;
     consumer.on(consumer.events.REBALANCING, () => {
       this.metrics.rebalances.inc();
       if (this._state === 'RUNNING') this.transition('REBALANCING');
-      // best effort: commit what is processed before the group moves partitions
-      void this.commit('rebalance').catch(() => undefined);
     });
-    consumer.on(consumer.events.GROUP_JOIN, (e) => this.onAssignment(e.payload.memberAssignment));
+    consumer.on(consumer.events.HEARTBEAT, () => {
+      this.lastHeartbeatOk = Date.now();
+      if (this.sessionSuspect) {
+        this.sessionSuspect = false;
+        this.logger.info('group heartbeat healthy again: processing goes on');
+        for (const h of this.tasks.values()) if (h.task?.state === 'RUNNING') h.task.resume();
+        this.updateReady();
+      }
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      this.lastHeartbeatOk = Date.now();
+      this.sessionSuspect = false;
+      this.onAssignment(e.payload.memberAssignment);
+    });
+    // batches that carried no records (control records, aborted transactions) still move the position
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      const p = e.payload as { topic: string; partition: number; lastOffset: string; highWatermark: string };
+      const h = this.tasks.get(p.partition);
+      if (h?.task && !h.closed) h.task.noteFetched(p.topic, Number(p.lastOffset) + 1, Number(p.highWatermark));
+    });
     consumer.on(consumer.events.CRASH, (e) => {
-      if (!e.payload.restart) void this.die(e.payload.error);
+      if (!e.payload.restart) {
+        void this.die(e.payload.error);
+        return;
+      }
+      // kafkajs leaves the group and joins again as a new member: what is not committed is lost
+      this.logger.warn({ err: e.payload.error?.message }, 'consumer restarting');
+      void this.closeAllDirty('consumer restart');
     });
     await consumer.connect();
     await consumer.subscribe({ topics: this.topology.sourceTopics(), fromBeginning: true });
@@ -362,8 +502,39 @@ export class KafkaStreams {
   // -------------------------------------------------------------------------------------------
   // assignment
 
+  /**
+   * Before the member re-joins: every task finishes its batch and is suspended, and everything
+   * processed is committed with the current generation. If that commit is refused (the group
+   * already moved on), the tasks are closed dirty.
+   */
+  private revokeAll(reason: string): Promise<void> {
+    if (this.revoking) return this.revoking;
+    const run = async () => {
+      if (this._state === 'PENDING_SHUTDOWN' || this._state === 'NOT_RUNNING' || this._state === 'ERROR') return;
+      const running = [...this.tasks.values()].filter((h) => h.task?.state === 'RUNNING' && !h.closed);
+      if (!running.length) return;
+      for (const h of running) h.task!.pause();
+      try {
+        await this.commit(reason);
+      } catch (e) {
+        if (e instanceof TaskMigratedError || isGenerationError(e)) {
+          await this.closeAllDirty('generation over at revocation');
+          return;
+        }
+        this.logger.warn({ err: (e as Error).message }, 'commit before re-joining failed: closing tasks dirty');
+        await this.closeAllDirty('commit failed at revocation');
+        return;
+      }
+      for (const h of running) if (!h.closed) await h.task!.suspend();
+    };
+    this.revoking = run().finally(() => {
+      this.revoking = undefined;
+    });
+    return this.revoking;
+  }
+
   private onAssignment(assignment: Record<string, number[]>): void {
-    if (this._state === 'PENDING_SHUTDOWN' || this._state === 'NOT_RUNNING') return;
+    if (this._state === 'PENDING_SHUTDOWN' || this._state === 'NOT_RUNNING' || this._state === 'ERROR') return;
     if (this._state === 'STARTING' || this._state === 'RUNNING') this.transition('REBALANCING');
     const now = new Set<number>();
     for (const topic of this.topology.sourceTopics()) for (const p of assignment[topic] ?? []) now.add(p);
@@ -376,19 +547,28 @@ export class KafkaStreams {
     for (const p of revoked) {
       const h = this.tasks.get(p)!;
       this.tasks.delete(p);
-      void this.closeTask(h);
+      // suspended and committed before the join (or closed dirty if that failed)
+      void this.closeTask(h, h.task?.state === 'SUSPENDED' ? 'clean' : 'dirty', 'revoked');
     }
-    // kafkajs restarts every partition at the group's committed offset after a rebalance; a task
-    // kept here goes on from where it is instead (its processed and buffered records are its own)
-    for (const p of now) {
-      const task = this.tasks.get(p)?.task;
-      if (!task) continue;
-      for (const [topic, offset] of task.fetchPositions())
-        this.consumer?.seek({ topic, partition: p, offset: String(offset) });
-    }
+    // kept tasks go on from their committed position: kafkajs fetches from there again
+    for (const p of now) this.tasks.get(p)?.task?.resumeRunning();
     for (const p of added) {
-      const h: TaskHandle = { partition: p, ready: Promise.resolve(undefined), closed: false };
-      h.ready = this.openTask(h).catch((e) => {
+      let created!: (t: StreamTask | undefined) => void;
+      const h: TaskHandle = {
+        partition: p,
+        created: new Promise((r) => (created = r)),
+        ready: Promise.resolve(undefined),
+        closed: false,
+        abort: new AbortController(),
+      };
+      h.ready = this.openTask(h, created).catch(async (e) => {
+        created(undefined);
+        if (h.closed) return undefined;
+        if (e instanceof TaskMigratedError) {
+          await this.closeTask(h, 'dirty', 'generation over at start');
+          this.tasks.delete(p);
+          return undefined;
+        }
         void this.die(e);
         return undefined;
       });
@@ -398,26 +578,70 @@ export class KafkaStreams {
     void Promise.all([...this.tasks.values()].map((h) => h.ready)).then(() => {
       if (this._state === 'REBALANCING' && [...this.tasks.values()].every((h) => h.task || h.closed))
         this.transition('RUNNING');
+      this.updateReady();
     });
   }
 
   private restoreSource(taskId: string): RestoreSource {
     return {
       endOffset: async (topic, partition) => (await endOffsets(this.admin!, [topic])).get(`${topic}:${partition}`) ?? 0,
-      read: (ranges, onRecords) =>
-        readRanges(this.kafka, `${this.config.applicationId}-restore-${taskId}`, ranges, (range, records) =>
-          onRecords(range.topic, records),
+      read: (ranges, onRecords, signal) =>
+        readRanges(
+          this.kafka,
+          `${this.config.applicationId}-restore-${taskId}`,
+          ranges,
+          (range, records) => onRecords(range.topic, records),
+          signal ? { signal } : {},
         ),
     };
   }
 
-  private async openTask(h: TaskHandle): Promise<StreamTask | undefined> {
+  /** Committed offsets and their metadata for one task's source partitions. */
+  private async committedFor(partition: number): Promise<{
+    offsets: Map<string, number>;
+    metadata: CommitMetadata | undefined;
+    anyMissing: boolean;
+  }> {
+    const topics = this.topology.sourceTopics();
+    const res = await this.admin!.fetchOffsets({ groupId: this.config.applicationId, topics });
+    const offsets = new Map<string, number>();
+    let metadata: CommitMetadata | undefined;
+    let anyMissing = false;
+    for (const topic of topics) {
+      const c = res.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === partition);
+      const o = c ? Number(c.offset) : -1;
+      if (o >= 0) offsets.set(topic, o);
+      else anyMissing = true;
+      metadata ??= decodeCommitMetadata(c?.metadata);
+    }
+    return { offsets, metadata, anyMissing };
+  }
+
+  /**
+   * Opens a task: reads the last commit (offsets, and the changelog offsets its state stands
+   * at), opens the stores, restores them to exactly that state, and starts processing. A task
+   * that has never been committed is committed once before it processes anything, so every
+   * later restore has a commit to stop at.
+   */
+  private async openTask(h: TaskHandle, created: (t: StreamTask | undefined) => void): Promise<StreamTask | undefined> {
     const taskId = `0_${h.partition}`;
+    const committed = await this.committedFor(h.partition);
+    const targets = committed.metadata ? new Map(Object.entries(committed.metadata.cl)) : undefined;
+    const stores = this.topology.resolvedStores(this.config.applicationId);
+    if (!committed.metadata && !committed.anyMissing) {
+      // committed by a version without metadata: restore to the changelogs' end, as it did
+      this.logger.info({ task: taskId }, 'last commit has no state positions: restoring to the changelog end');
+    }
+    // never committed: no changelog record of an internal store belongs to a commit yet
+    const effectiveTargets = targets ?? (committed.offsets.size === 0 ? new Map<string, number>() : undefined);
+    if (effectiveTargets && !targets)
+      for (const s of stores)
+        if (s.changelogTopic && !s.sourceChangelog) effectiveTargets.set(tpKey(s.changelogTopic, h.partition), 0);
     const state = new TaskStateManager({
       taskId,
       partition: h.partition,
       taskDir: join(this.config.stateDir, this.config.applicationId, taskId),
-      stores: this.topology.resolvedStores(this.config.applicationId),
+      stores,
       collector: this.collector!,
       cacheMaxEntries: this.config.cacheMaxEntries,
       metrics: { opLatency: this.metrics.storeOpLatency },
@@ -425,26 +649,7 @@ export class KafkaStreams {
     });
     h.state = state;
     const t0 = Date.now();
-    const { wiped } = await state.open();
-    const restored = await state.restore(this.restoreSource(taskId), (p) => {
-      this.restoreStatus.set(`${p.taskId}/${p.store}`, {
-        task: p.taskId,
-        store: p.store,
-        restored: (this.restoreStatus.get(`${p.taskId}/${p.store}`)?.restored ?? 0) + p.restored,
-        remaining: p.remaining,
-      });
-      this.metrics.restoreRecords.inc({ store: p.store }, p.restored);
-      this.metrics.restoreRemaining.set({ store: p.store, task: p.taskId }, p.remaining);
-    });
-    if (h.closed) {
-      await state.close();
-      return undefined;
-    }
-    const ms = Date.now() - t0;
-    this.logger.info(
-      { task: taskId, restored, wiped, ms, recordsPerSec: ms ? Math.round((restored * 1000) / ms) : restored },
-      'task restored',
-    );
+    const { wiped } = await state.open(effectiveTargets);
     const task = new StreamTask({
       applicationId: this.config.applicationId,
       partition: h.partition,
@@ -454,6 +659,13 @@ export class KafkaStreams {
       collector: this.collector!,
       coPartitioned: this.coPartitioned,
       maxTaskIdleMs: this.config.maxTaskIdleMs,
+      maxStreamTimeJumpMs: this.config.maxStreamTimeJumpMs,
+      maxBufferedBytes: this.config.maxBufferedBytesPerPartition,
+      onBackpressure: (topic, full) => {
+        if (h.closed || !this.consumer) return;
+        if (full) this.consumer.pause([{ topic, partitions: [h.partition] }]);
+        else this.consumer.resume([{ topic, partitions: [h.partition] }]);
+      },
       deserializationErrorPolicy: this.config.deserializationErrorPolicy,
       processingErrorPolicy: this.config.processingErrorPolicy,
       dlqTopic: this.config.dlqTopic,
@@ -470,172 +682,274 @@ export class KafkaStreams {
       },
     });
     state.timestamp = () => (task.currentTimestamp >= 0 ? task.currentTimestamp : Date.now());
-    await this.positionTask(task, state);
+    if (committed.metadata && committed.metadata.st >= 0) task.streamTime = committed.metadata.st;
+    h.task = task;
+    if (h.closed) {
+      created(undefined);
+      return undefined;
+    }
+    task.transition('RESTORING');
+    await this.positionTask(task, state, committed.offsets, h.partition);
+    created(task);
+    const restored = await state.restore(
+      this.restoreSource(taskId),
+      (p) => {
+        this.restoreStatus.set(`${p.taskId}/${p.store}`, {
+          task: p.taskId,
+          store: p.store,
+          restored: (this.restoreStatus.get(`${p.taskId}/${p.store}`)?.restored ?? 0) + p.restored,
+          remaining: p.remaining,
+        });
+        this.metrics.restoreRecords.inc({ store: p.store }, p.restored);
+        this.metrics.restoreRemaining.set({ store: p.store, task: p.taskId }, p.remaining);
+      },
+      h.abort.signal,
+    );
+    if (h.closed) return undefined;
+    const ms = Date.now() - t0;
+    this.logger.info(
+      { task: taskId, restored, wiped, ms, recordsPerSec: ms ? Math.round((restored * 1000) / ms) : restored },
+      'task restored',
+    );
+    // a table starts where its restore ended when it has no committed offset
+    for (const topic of this.tableTopics) {
+      if (committed.offsets.has(topic)) continue;
+      const restoredTo = state.position(topic);
+      if (restoredTo !== undefined && restoredTo > 0) {
+        this.consumer?.seek({ topic, partition: h.partition, offset: String(restoredTo) });
+        task.resetPosition(topic, restoredTo);
+      }
+    }
+    if (committed.anyMissing || !committed.metadata) await this.commitTasks([h], 'first');
+    if (h.closed) return undefined;
     await task.init();
     h.task = task;
+    this.updateReady();
     return task;
   }
 
-  /** Committed offsets and high watermarks of the task's source partitions. */
-  private async positionTask(task: StreamTask, state: TaskStateManager): Promise<void> {
-    const admin = this.admin!;
-    const topics = this.topology.sourceTopics();
-    const committed = await admin.fetchOffsets({ groupId: this.config.applicationId, topics });
-    for (const topic of topics) {
-      const ends = await admin.fetchTopicOffsets(topic);
-      const end = ends.find((e) => e.partition === task.partition);
-      const c = committed.find((t) => t.topic === topic)?.partitions.find((p) => p.partition === task.partition);
-      let offset = c ? Number(c.offset) : -1;
-      // a table's topic is its store's changelog: with no committed offset, consumption starts
-      // where the restore ended instead of reading the whole table a second time
-      const restoredTo = this.tableTopics.has(topic) ? state.position(topic) : undefined;
-      if (offset < 0 && restoredTo !== undefined && restoredTo > 0) {
-        offset = restoredTo;
-        this.consumer?.seek({ topic, partition: task.partition, offset: String(restoredTo) });
-      }
+  /** Committed offsets (else the log start) and high watermarks of the task's source partitions. */
+  private async positionTask(
+    task: StreamTask,
+    _state: TaskStateManager,
+    committed: Map<string, number>,
+    partition: number,
+  ): Promise<void> {
+    for (const topic of this.topology.sourceTopics()) {
+      const ends = await this.admin!.fetchTopicOffsets(topic);
+      const end = ends.find((e) => e.partition === partition);
+      const offset = committed.get(topic);
       // without a committed offset the group starts at the log start (fromBeginning)
-      task.setPosition(topic, offset >= 0 ? offset : Number(end?.low ?? 0), Number(end?.high ?? 0));
+      task.setPosition(topic, offset ?? Number(end?.low ?? 0), Number(end?.high ?? 0));
     }
   }
 
-  /** Closes a revoked task. Clean (flushed, checkpointed) if nothing was processed since the last commit. */
-  private async closeTask(h: TaskHandle): Promise<void> {
+  /**
+   * Closes a task. Clean: it was committed (suspended after a commit); its state stays on disk.
+   * Dirty: its uncommitted writes are dropped; the next owner restores the last commit.
+   */
+  private async closeTask(h: TaskHandle, mode: 'clean' | 'dirty', reason: string): Promise<void> {
     h.closed = true;
-    const task = await h.ready;
-    if (!task) return;
-    const clean = task.processedSinceCommit === 0;
-    await task.close();
-    if (!clean)
-      this.logger.warn(
-        { task: task.id },
-        'task revoked with uncommitted records: closed without flushing (they will be reprocessed by the new owner)',
-      );
-    await h.state?.close();
+    h.abort.abort(new StreamsError('TASK_CLOSED', `task 0_${h.partition} closed (${reason})`, { retriable: true }));
+    const task = h.task ?? (await h.created.catch(() => undefined));
+    if (task) {
+      await task.suspend().catch(() => undefined);
+      await task.close().catch(() => undefined);
+    }
+    await h.ready.catch(() => undefined);
+    if (mode === 'dirty') {
+      this.metrics.tasksClosedDirty.inc({ reason });
+      h.state?.abort();
+      if (task && task.processedSinceCommit > 0)
+        this.logger.info(
+          { task: `0_${h.partition}`, reason, uncommitted: task.processedSinceCommit },
+          'task closed dirty: its uncommitted records will be processed again by its next owner',
+        );
+    }
+    await h.state?.close().catch(() => undefined);
+  }
+
+  /** Every task closed dirty (the member lost its generation, or the consumer restarts). */
+  private async closeAllDirty(reason: string): Promise<void> {
+    const handles = [...this.tasks.values()];
+    this.tasks.clear();
+    this.metrics.assignedTasks.set(0);
+    await Promise.all(handles.map((h) => this.closeTask(h, 'dirty', reason)));
+    this.updateReady();
   }
 
   // -------------------------------------------------------------------------------------------
   // processing
 
-  private async onBatch({ batch, heartbeat, isRunning, isStale }: EachBatchPayload): Promise<void> {
+  /**
+   * Fetched records go to their task's queue; this never waits for processing, so the consumer
+   * keeps fetching every partition while tasks work (and pauses a partition whose queue is full).
+   */
+  private async onBatch({ batch }: EachBatchPayload): Promise<void> {
     const h = this.tasks.get(batch.partition);
-    if (!h || h.closed || !isRunning() || isStale()) return;
-    let task = h.task;
-    if (!task) {
-      task = await this.waitWithHeartbeat(h.ready, heartbeat);
-      // a seek made while the task was restoring (a table starting where its restore ended)
-      // makes this batch stale
-      if (!task || h.closed || isStale()) return;
-    }
+    if (!h || h.closed) return;
+    const task = h.task ?? (await h.created);
+    if (!task || h.closed || task.state === 'SUSPENDED' || task.state === 'CLOSED') return;
     const records = batch.messages.map(toRawRecord);
     this.metrics.recordsConsumed.inc({ topic: batch.topic }, records.length);
     const src = this.topology.sourceNodeFor(batch.topic);
     const spec = src.source ?? src.table!;
+    // serde look-ups (e.g. writer schemas by id) for the whole batch before it is queued
     if (spec.value.prepare) await spec.value.prepare(records.map((r) => r.value));
     if (spec.key.prepare) await spec.key.prepare(records.map((r) => r.key));
     if (h.closed) return;
-    try {
-      await this.waitWithHeartbeat(task.enqueue(batch.topic, records, Number(batch.highWatermark)), heartbeat);
-    } catch (e) {
-      // a task that failed (the `fail` error policy, or a store error) stops the instance
+    task.enqueue(batch.topic, records, Number(batch.highWatermark)).catch((e) => {
+      // a task that failed (the `fail` error policy, or infrastructure) stops the instance
       if (task.failure() !== undefined) void this.die(task.failure());
-      throw e;
-    }
-    const last = records[records.length - 1];
-    if (last)
-      this.metrics.consumerLag.set(
-        { topic: batch.topic, partition: String(batch.partition) },
-        Math.max(0, Number(batch.highWatermark) - last.offset - 1),
-      );
-    if (Date.now() - this.lastCommit >= this.config.commitIntervalMs) await this.commit('interval');
-    try {
-      await heartbeat();
-    } catch (e) {
-      // the group is rebalancing: commit what we have while our generation is still valid
-      await this.commit('rebalance').catch(() => undefined);
-      throw e;
-    }
-  }
-
-  private async waitWithHeartbeat<T>(p: Promise<T>, heartbeat: () => Promise<void>): Promise<T> {
-    let done = false;
-    const wrapped = p.finally(() => {
-      done = true;
+      else if (!(e instanceof StreamsError) || !e.retriable) void this.die(e);
     });
-    for (;;) {
-      const r = await Promise.race([
-        wrapped.then(() => 'done' as const),
-        new Promise<'tick'>((res) => setTimeout(() => res('tick'), 1000)),
-      ]);
-      if (r === 'done' || done) return wrapped;
-      await heartbeat();
-    }
   }
 
   private async tick(): Promise<void> {
+    const now = Date.now();
+    // a member without a heartbeat for a session timeout may have been replaced: hold still
+    const age = now - this.lastHeartbeatOk;
+    this.metrics.heartbeatAge.set(age / 1000);
+    if (!this.sessionSuspect && age > this.config.sessionTimeoutMs && this.tasks.size) {
+      this.sessionSuspect = true;
+      this.logger.warn(
+        { secondsWithoutHeartbeat: Math.round(age / 1000) },
+        'no group heartbeat for a session timeout: processing paused until the group answers',
+      );
+      for (const h of this.tasks.values()) h.task?.pause();
+      this.updateReady();
+    }
     for (const h of this.tasks.values()) {
-      if (!h.task || h.closed) continue;
+      if (!h.task || h.closed || h.task.state !== 'RUNNING') continue;
       try {
         await h.task.punctuateWallClock();
       } catch (e) {
         void this.die(e);
       }
+      if (h.task.failure() !== undefined) void this.die(h.task.failure());
+    }
+    if (now - this.lastLagRefresh >= 2000) {
+      this.lastLagRefresh = now;
+      void this.refreshLag().catch(() => undefined);
     }
     // commit processed work even when no new batch arrives
-    if (this._state === 'RUNNING' && Date.now() - this.lastCommit >= this.config.commitIntervalMs) {
-      await this.commit('interval').catch((e) => this.logger.warn({ err: (e as Error).message }, 'commit failed'));
+    if (this._state === 'RUNNING' && !this.sessionSuspect && now - this.lastCommit >= this.config.commitIntervalMs) {
+      await this.commit('interval').catch((e) => {
+        if (e instanceof TaskMigratedError) return;
+        this.logger.warn({ err: (e as Error).message }, 'commit failed; it is retried at the next interval');
+      });
     }
+  }
+
+  /** End offsets of the source partitions: tasks learn them even when a fetch brings nothing. */
+  private async refreshLag(): Promise<void> {
+    if (!this.admin || !this.tasks.size) return;
+    for (const topic of this.topology.sourceTopics()) {
+      const ends = await this.admin.fetchTopicOffsets(topic);
+      for (const e of ends) {
+        const h = this.tasks.get(e.partition);
+        if (!h?.task || h.closed) continue;
+        h.task.setHighWatermark(topic, Number(e.high));
+        const lag = h.task.lag().get(topic);
+        if (lag !== undefined)
+          this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
+      }
+    }
+    for (const h of this.tasks.values())
+      if (h.task && h.task.lagWaits) {
+        this.metrics.lagWaits.inc({ task: h.task.id }, h.task.lagWaits);
+        h.task.lagWaits = 0;
+      }
   }
 
   /**
    * The commit protocol (at-least-once). The steps, in this order:
-   *   1. pause every task at a batch boundary (no record half-processed);
+   *   1. pause the tasks at a batch boundary (no record half-processed);
    *   2. take each task's next input offsets: everything before them is processed;
-   *   3. flush every task's stores: caches write down to RocksDB, changes go to the changelogs;
-   *      note the record collector's position: every output and changelog record of the
-   *      processing covered by step 2 was handed to it before this point;
-   *   4. resume the tasks (what they do next is not part of this commit);
-   *   5. wait until the collector has every record before that position acknowledged by the
-   *      brokers (acks=all);
-   *   6. write each task's checkpoint file (changelog offsets acknowledged, all of them in the
-   *      local stores, since a store writes RocksDB before it logs a change);
-   *   7. commit the offsets of step 2 to the group coordinator.
-   * A crash between any two steps loses nothing: the offsets of step 7 are only ever committed
-   * after everything they cover is durable in Kafka, so the worst case is reprocessing.
+   *   3. flush every task's stores (caches write down: changelog records go to the record
+   *      collector, the writes into each store's write buffer), seal the write buffers (the
+   *      commit's writes), and note the collector's position;
+   *   4. wait until the collector has every record before that position acknowledged by the
+   *      brokers (acks=all); nothing is sent meanwhile, so the acknowledged changelog offsets
+   *      are exactly those of this commit's state;
+   *   5. take, per task, the changelog offsets its state now corresponds to; resume the tasks
+   *      (their next writes go into fresh write buffers);
+   *   6. commit the offsets of step 2 to the group, as this member's generation, with the
+   *      offsets of step 5 and the stream time in the offset metadata. A refusal because the
+   *      generation is over means the tasks may have another owner: they are closed dirty;
+   *   7. write each store's sealed buffer to RocksDB in one atomic synced batch, then the
+   *      checkpoint file.
+   * A crash between any two steps loses nothing and applies nothing twice: on disk a store is
+   * the state of a commit at most as new as the group's last commit, and a restore replays the
+   * changelog from the checkpoint up to exactly the offsets of the group's last commit; input
+   * is processed again from that commit's offsets.
    */
-  async commit(reason: 'interval' | 'rebalance' | 'shutdown' | 'manual' = 'manual'): Promise<void> {
-    if (this.committing) return this.committing;
-    if (!this.consumer || !this.collector) return;
+  async commit(reason: 'interval' | 'rebalance' | 'shutdown' | 'manual' | string = 'manual'): Promise<void> {
+    const handles = [...this.tasks.values()].filter((h) => h.task?.state === 'RUNNING' && !h.closed);
+    return this.commitTasks(handles, reason);
+  }
+
+  private commitTasks(handles: TaskHandle[], reason: string): Promise<void> {
+    if (this.committing) {
+      // one commit at a time; a caller that needs its own commit waits and commits again
+      return this.committing.catch(() => undefined).then(() => this.commitTasks(handles, reason));
+    }
+    if (!this.consumer || !this.collector) return Promise.resolve();
     const run = async (): Promise<void> => {
       const t0 = performance.now();
-      const handles = [...this.tasks.values()].filter((h) => h.task && !h.closed);
-      const offsets: { topic: string; partition: number; offset: string }[] = [];
-      let position: number;
+      const session = this.session;
+      if (!session) throw new StreamsError('NOT_JOINED', 'the consumer has not joined the group yet', { retriable: true });
+      const live = handles.filter((h) => h.task && !h.closed);
+      const offsets: { topic: string; partition: number; offset: number; metadata: string | null }[] = [];
+      const positions = new Map<TaskHandle, Map<string, number>>();
+      const wasPaused = new Map<TaskHandle, boolean>();
       // 1.
-      for (const h of handles) h.task!.pause();
+      for (const h of live) {
+        wasPaused.set(h, h.task!.isPaused());
+        h.task!.pause();
+      }
       try {
-        for (const h of handles) await h.task!.quiesce();
+        for (const h of live) await h.task!.quiesce();
         // 2.
-        for (const h of handles)
-          for (const [topic, offset] of h.task!.committableOffsets())
-            offsets.push({ topic, partition: h.partition, offset: String(offset) });
+        const next = new Map<TaskHandle, Map<string, number>>();
+        for (const h of live) next.set(h, h.task!.committableOffsets());
         // 3.
-        for (const h of handles) await h.task!.flushStores();
-        position = this.collector!.mark();
+        for (const h of live) await h.task!.flushStores();
+        for (const h of live) h.state!.seal();
+        const position = this.collector!.mark();
+        // 4.
+        await this.collector!.flushUpTo(position);
+        // 5.
+        for (const h of live) {
+          const consumed = next.get(h)!;
+          const pos = h.state!.commitPositions(consumed);
+          positions.set(h, pos);
+          const metadata = encodeCommitMetadata({ v: 1, cl: Object.fromEntries(pos), st: h.task!.streamTime });
+          for (const [topic, offset] of consumed) offsets.push({ topic, partition: h.partition, offset, metadata });
+        }
         // (the caches are clean now, so counting entries costs no extra flush)
-        for (const h of handles)
+        for (const h of live)
           for (const [name, st] of h.state!.stores)
             this.metrics.storeEntries.set({ store: name, task: h.task!.id }, await st.store.approximateNumEntries());
-        for (const h of handles) h.task!.processedSinceCommit = 0;
+        for (const h of live) h.task!.processedSinceCommit = 0;
       } finally {
-        // 4.
-        for (const h of handles) h.task!.resume();
+        for (const h of live) if (!wasPaused.get(h) && !this.sessionSuspect) h.task!.resume();
       }
-      // 5.
-      await this.collector!.flushUpTo(position);
       // 6.
-      for (const h of handles) if (!h.closed) await h.state!.checkpoint();
+      if (offsets.length) {
+        try {
+          await commitWithSession(session, offsets, { deadlineMs: this.config.sessionTimeoutMs });
+        } catch (e) {
+          if (isGenerationError(e)) {
+            this.logger.info({ reason, err: (e as Error).message }, 'commit refused: the group moved on');
+            await this.closeAllDirty('generation over at commit');
+            throw new TaskMigratedError(e);
+          }
+          throw e;
+        }
+      }
       // 7.
-      if (offsets.length) await this.consumer!.commitOffsets(offsets);
+      for (const h of live) if (!h.closed) await h.state!.commitLocal(positions.get(h)!);
       this.lastCommit = Date.now();
       this.metrics.commits.inc({ result: 'ok' });
       this.metrics.commitLatency.observe((performance.now() - t0) / 1000);
@@ -644,7 +958,8 @@ export class KafkaStreams {
     this.committing = run()
       .catch((e) => {
         this.metrics.commits.inc({ result: 'failed' });
-        this.logger.warn({ reason, err: (e as Error).message }, 'commit failed');
+        if (!(e instanceof TaskMigratedError))
+          this.logger.debug({ reason, err: (e as Error).message, coordinator: isCoordinatorError(e) }, 'commit failed');
         throw e;
       })
       .finally(() => {
@@ -707,18 +1022,25 @@ export class KafkaStreams {
     return this.fatal;
   }
 
-  /** Clean shutdown: commit, close tasks (state kept on disk), leave the group. */
+  /** Clean shutdown: suspend the tasks, commit, close them (state kept on disk), leave the group. */
   async close(): Promise<void> {
     if (this._state === 'NOT_RUNNING' || this._state === 'PENDING_SHUTDOWN') return;
     const wasError = this._state === 'ERROR';
+    // a revocation in progress finishes first (it commits with the same protocol)
+    await this.revoking?.catch(() => undefined);
     this.transition('PENDING_SHUTDOWN');
     if (this.wallClockTimer) clearInterval(this.wallClockTimer);
     if (!wasError) {
       try {
         await this.consumer?.pause(this.topology.sourceTopics().map((topic) => ({ topic })));
         await this.commit('shutdown');
+        for (const h of this.tasks.values()) if (h.task?.state === 'RUNNING') await h.task.suspend();
       } catch (e) {
-        this.logger.warn({ err: (e as Error).message }, 'final commit failed; uncommitted records will be reprocessed');
+        if (!(e instanceof TaskMigratedError))
+          this.logger.warn(
+            { err: (e as Error).message },
+            'final commit failed; uncommitted records will be reprocessed',
+          );
       }
     }
     await this.shutdownClients();
@@ -730,7 +1052,8 @@ export class KafkaStreams {
     const handles = [...this.tasks.values()];
     this.tasks.clear();
     await this.consumer?.disconnect().catch(() => undefined);
-    for (const h of handles) await this.closeTask(h).catch(() => undefined);
+    for (const h of handles)
+      await this.closeTask(h, h.task?.state === 'SUSPENDED' ? 'clean' : 'dirty', 'shutdown').catch(() => undefined);
     for (const r of this.globalReaders) await r.stop();
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);

@@ -3,14 +3,23 @@
  * of every processor, its slice of every state store, and a record queue per source partition.
  *
  * Records are processed in timestamp order across the task's partitions (the smallest head
- * timestamp first), so a replay of the same input gives the same results. When a partition's
- * queue is empty but the broker is known to hold more for it, the task waits up to
- * `maxTaskIdleMs` for it before going on (Kafka Streams' max.task.idle.ms).
+ * timestamp first; on equal timestamps the source declared first in the topology), so a replay
+ * of the same input gives the same results, record for record. The rule for an empty queue:
+ * - the broker holds more of the partition (its high watermark is beyond what was fetched):
+ *   the task WAITS, however long it takes, and never processes ahead of it;
+ * - the partition is caught up (truly empty): the task waits `maxTaskIdleMs` from when it became
+ *   empty (Kafka Streams' max.task.idle.ms; 0 = go on at once), then goes on without it.
+ *
+ * Stream time (for stream-time punctuation, e.g. purges) is the largest timestamp processed, but
+ * one record moves it forward by at most `maxStreamTimeJumpMs`: a record stamped far ahead of the
+ * partition's others (a bad clock) cannot make the task purge state that is still needed.
+ *
+ * Lifecycle: CREATED -> RESTORING -> RUNNING <-> SUSPENDED -> CLOSED (any state may close).
  *
  * The task knows nothing of Kafka clients: it is fed raw records and writes through a
  * RecordCollector, so the same code runs under the engine and under the TopologyTestDriver.
  */
-import { ProcessingError, StreamsError } from './errors.js';
+import { ProcessingError, StoreError, StreamsError } from './errors.js';
 import type {
   Cancellable,
   GlobalTableView,
@@ -46,6 +55,12 @@ export interface TaskOptions {
   /** topics whose partition p belongs to this task (sinks to them default to partition p) */
   coPartitioned: ReadonlySet<string>;
   maxTaskIdleMs: number;
+  /** the most one record moves stream time forward (default 1 day) */
+  maxStreamTimeJumpMs?: number;
+  /** per source partition: pause fetching above this many buffered bytes (default 4 MiB) */
+  maxBufferedBytes?: number;
+  /** called when a partition's queue goes over (true) or back under half of (false) maxBufferedBytes */
+  onBackpressure?: (topic: string, full: boolean) => void;
   deserializationErrorPolicy: ErrorPolicy;
   processingErrorPolicy: ErrorPolicy;
   dlqTopic: string;
@@ -62,8 +77,15 @@ export interface TaskOptions {
 
 interface Queue {
   topic: string;
+  /** tie-break on equal timestamps: the source declared first goes first */
+  priority: number;
   records: RawRecord[];
   head: number;
+  /** bytes of key+value buffered and not processed */
+  bytes: number;
+  full: boolean;
+  /** next offset expected from the fetcher (records below it are already buffered or processed) */
+  fetched: number | undefined;
   /** next offset to commit (last processed + 1), or undefined if nothing processed since open */
   committable: number | undefined;
   /** highest offset known to exist on the broker (high watermark), if known */
@@ -81,7 +103,16 @@ interface Punctuator {
   cancelled: boolean;
 }
 
-type TaskState = 'CREATED' | 'RUNNING' | 'CLOSED';
+export type TaskState = 'CREATED' | 'RESTORING' | 'RUNNING' | 'SUSPENDED' | 'CLOSED';
+
+/** Allowed task state transitions. */
+export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>> = {
+  CREATED: ['RESTORING', 'RUNNING', 'CLOSED'],
+  RESTORING: ['RUNNING', 'SUSPENDED', 'CLOSED'],
+  RUNNING: ['SUSPENDED', 'CLOSED'],
+  SUSPENDED: ['RUNNING', 'CLOSED'],
+  CLOSED: [],
+};
 
 class Node implements ProcessorContext {
   processor: Processor | undefined;
@@ -180,8 +211,12 @@ export class StreamTask {
   /** timestamp of the record being processed (or stream time inside a punctuation) */
   currentTimestamp = -1;
   currentMetadata: RecordMetadata | undefined;
-  state: TaskState = 'CREATED';
+  private _state: TaskState = 'CREATED';
   processedSinceCommit = 0;
+  /** times the task waited for a lagging partition (metrics, tests) */
+  lagWaits = 0;
+  /** wall-clock time of the last processed batch */
+  lastProgressAt = Date.now();
 
   private readonly nodes = new Map<string, Node>();
   private readonly queues = new Map<string, Queue>();
@@ -196,6 +231,8 @@ export class StreamTask {
   private fatal: unknown;
   private readonly now: () => number;
   private readonly maxBatch: number;
+  private readonly maxJump: number;
+  private readonly maxBytes: number;
 
   constructor(private readonly opts: TaskOptions) {
     this.partition = opts.partition;
@@ -204,6 +241,8 @@ export class StreamTask {
     this.globalTables = opts.globalTables;
     this.now = opts.now ?? Date.now;
     this.maxBatch = opts.maxBatchRecords ?? 1000;
+    this.maxJump = opts.maxStreamTimeJumpMs ?? 86_400_000;
+    this.maxBytes = opts.maxBufferedBytes ?? 4 * 1024 * 1024;
     for (const def of opts.topology.nodes.values()) this.nodes.set(def.name, new Node(def, this));
     for (const node of this.nodes.values()) {
       for (const c of node.def.children) {
@@ -212,12 +251,18 @@ export class StreamTask {
         node.childByName.set(c, child);
       }
     }
-    for (const topic of opts.topology.sourceTopics()) {
+    const topics = opts.topology.sourceTopics();
+    for (let i = 0; i < topics.length; i++) {
+      const topic = topics[i]!;
       this.sourceByTopic.set(topic, this.nodes.get(opts.topology.sourceNodeFor(topic).name)!);
       const q: Queue = {
         topic,
+        priority: i,
         records: [],
         head: 0,
+        bytes: 0,
+        full: false,
+        fetched: undefined,
         committable: undefined,
         highWatermark: undefined,
         waiters: [],
@@ -226,6 +271,19 @@ export class StreamTask {
       this.queues.set(topic, q);
       this.queueList.push(q);
     }
+  }
+
+  get state(): TaskState {
+    return this._state;
+  }
+
+  /** Moves to `to`; throws on a transition the lifecycle does not allow. */
+  transition(to: TaskState): void {
+    if (this._state === to) return;
+    if (!TASK_TRANSITIONS[this._state].includes(to))
+      throw new StreamsError('ILLEGAL_TASK_STATE', `task ${this.id}: illegal transition ${this._state} -> ${to}`);
+    this._state = to;
+    if (to === 'RUNNING') this.kick();
   }
 
   store(name: string): KeyValueStore<unknown, unknown> {
@@ -245,7 +303,7 @@ export class StreamTask {
       }
       if (node.processor?.init) await node.processor.init(node);
     }
-    this.state = 'RUNNING';
+    this.transition('RUNNING');
   }
 
   schedule(intervalMs: number, type: PunctuationType, cb: (time: number) => void | Promise<void>): Cancellable {
@@ -276,7 +334,39 @@ export class StreamTask {
     const q = this.queues.get(topic);
     if (!q) return;
     if (q.committable === undefined && committed !== undefined && committed >= 0) q.committable = committed;
+    if (q.fetched === undefined && committed !== undefined && committed >= 0) q.fetched = committed;
     q.highWatermark = highWatermark;
+  }
+
+  /** A newer high watermark of a source partition (from a fetch or an end-offset look-up). */
+  setHighWatermark(topic: string, highWatermark: number): void {
+    const q = this.queues.get(topic);
+    if (!q) return;
+    if (q.highWatermark === undefined || highWatermark > q.highWatermark) q.highWatermark = highWatermark;
+    this.kick();
+  }
+
+  /**
+   * The fetcher moved past offsets without handing records over (control records, compacted
+   * gaps): the partition is fetched up to `next`.
+   */
+  noteFetched(topic: string, next: number, highWatermark?: number): void {
+    const q = this.queues.get(topic);
+    if (!q) return;
+    if (q.fetched === undefined || next > q.fetched) q.fetched = next;
+    if (highWatermark !== undefined) this.setHighWatermark(topic, highWatermark);
+    else this.kick();
+  }
+
+  /** Offsets the task still needs per source partition (lag = high watermark - this). */
+  lag(): Map<string, number> {
+    const out = new Map<string, number>();
+    for (const q of this.queueList) {
+      if (q.highWatermark === undefined) continue;
+      const pos = q.committable ?? q.fetched ?? 0;
+      out.set(q.topic, Math.max(0, q.highWatermark - pos));
+    }
+    return out;
   }
 
   /** Adds fetched records for one source partition; resolves when all of them are processed. */
@@ -284,13 +374,32 @@ export class StreamTask {
     const q = this.queues.get(topic);
     if (!q) return Promise.reject(new ProcessingError('UNKNOWN_SOURCE', `task ${this.id} does not read ${topic}`));
     if (this.fatal !== undefined) return Promise.reject(this.fatal);
-    if (this.state === 'CLOSED')
+    if (this._state === 'SUSPENDED') return Promise.resolve();
+    if (this._state === 'CLOSED')
       return Promise.reject(new StreamsError('TASK_CLOSED', `task ${this.id} is closed`, { retriable: true }));
-    if (highWatermark !== undefined) q.highWatermark = highWatermark;
-    if (!records.length) return Promise.resolve();
-    for (const r of records) q.records.push(r);
+    if (highWatermark !== undefined && (q.highWatermark === undefined || highWatermark > q.highWatermark))
+      q.highWatermark = highWatermark;
+    // a record below the fetch position is already buffered or processed (a re-fetch)
+    let fresh = records;
+    if (q.fetched !== undefined && records.length && records[0]!.offset < q.fetched) {
+      const from = q.fetched;
+      fresh = records.filter((r) => r.offset >= from);
+    }
+    if (!fresh.length) {
+      this.kick();
+      return Promise.resolve();
+    }
+    for (const r of fresh) {
+      q.records.push(r);
+      q.bytes += recordBytes(r);
+    }
+    q.fetched = fresh[fresh.length - 1]!.offset + 1;
     q.emptySince = undefined;
-    const upTo = records[records.length - 1]!.offset;
+    if (!q.full && q.bytes > this.maxBytes) {
+      q.full = true;
+      this.opts.onBackpressure?.(q.topic, true);
+    }
+    const upTo = fresh[fresh.length - 1]!.offset;
     const done = new Promise<void>((resolve, reject) => q.waiters.push({ upTo, resolve, reject }));
     this.kick();
     return done;
@@ -303,9 +412,31 @@ export class StreamTask {
     return n;
   }
 
+  /** Bytes (keys and values) queued and not yet processed. */
+  bufferedBytes(): number {
+    let n = 0;
+    for (const q of this.queueList) n += q.bytes;
+    return n;
+  }
+
   /** Stops processing at the next batch boundary (for a commit); `resume()` goes on. */
   pause(): void {
     this.paused = true;
+  }
+
+  isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** The partition's next record is at `offset` (a table starting where its restore ended). */
+  resetPosition(topic: string, offset: number): void {
+    const q = this.queues.get(topic);
+    if (!q) return;
+    q.records = [];
+    q.head = 0;
+    q.bytes = 0;
+    q.committable = offset;
+    q.fetched = offset;
   }
 
   resume(): void {
@@ -329,7 +460,7 @@ export class StreamTask {
       do {
         this.pumpAgain = false;
         for (;;) {
-          if (this.state !== 'RUNNING' || this.paused) return;
+          if (this._state !== 'RUNNING' || this.paused) return;
           const batch = this.nextBatch();
           if (!batch) break;
           await this.exclusive(() => this.processBatch(batch));
@@ -371,8 +502,9 @@ export class StreamTask {
   }
 
   /**
-   * Picks up to maxBatch records in timestamp order. Returns undefined when nothing can be
-   * processed now (empty, or waiting for a lagging partition within maxTaskIdleMs).
+   * Picks up to maxBatch records in timestamp order (ties: source priority). Returns undefined
+   * when nothing can be processed now: every queue empty, or an empty queue must be waited for
+   * (lagging: until its records are fetched; caught up: until maxTaskIdleMs has passed).
    */
   private nextBatch(): { q: Queue; r: RawRecord }[] | undefined {
     const out: { q: Queue; r: RawRecord }[] = [];
@@ -382,24 +514,31 @@ export class StreamTask {
     while (out.length < this.maxBatch) {
       let best = -1;
       let bestTs = Infinity;
-      let mustWait = false;
+      let bestPrio = Infinity;
+      let wait: 'lag' | 'idle' | undefined;
       for (let i = 0; i < this.queueList.length; i++) {
         const q = this.queueList[i]!;
         const h = heads[i]!;
         if (h < q.records.length) {
           const ts = q.records[h]!.timestamp;
-          if (ts < bestTs) {
+          if (ts < bestTs || (ts === bestTs && q.priority < bestPrio)) {
             bestTs = ts;
+            bestPrio = q.priority;
             best = i;
           }
         } else if (this.lagging(q, h)) {
+          wait = 'lag';
+        } else if (this.opts.maxTaskIdleMs > 0) {
           if (q.emptySince === undefined) q.emptySince = now;
-          if (now - q.emptySince < this.opts.maxTaskIdleMs) mustWait = true;
+          if (now - q.emptySince < this.opts.maxTaskIdleMs && wait === undefined) wait = 'idle';
         }
       }
       if (best < 0) break;
-      if (mustWait) {
-        if (out.length === 0) this.armIdleTimer();
+      if (wait !== undefined) {
+        if (out.length === 0) {
+          if (wait === 'idle') this.armIdleTimer();
+          else this.lagWaits++;
+        }
         break;
       }
       const q = this.queueList[best]!;
@@ -409,11 +548,14 @@ export class StreamTask {
     return out.length ? out : undefined;
   }
 
-  /** The broker holds records for this partition that are not buffered yet. */
+  /** The broker holds records of this partition that are not fetched yet. */
   private lagging(q: Queue, head: number): boolean {
     if (q.highWatermark === undefined) return false;
-    const last = head > 0 ? q.records[head - 1]!.offset : (q.committable ?? 0) - 1;
-    return last + 1 < q.highWatermark;
+    let next: number;
+    if (head > 0) next = q.records[head - 1]!.offset + 1;
+    else next = q.committable ?? 0;
+    if (q.fetched !== undefined && q.fetched > next && head >= q.records.length) next = q.fetched;
+    return next < q.highWatermark;
   }
 
   private armIdleTimer(): void {
@@ -458,25 +600,40 @@ export class StreamTask {
       const rec = decoded[i];
       if (rec) {
         this.currentMetadata = { topic: q.topic, partition: this.partition, offset: r.offset };
-        if (rec.timestamp > this.streamTime) this.streamTime = rec.timestamp;
+        this.advanceStreamTime(rec.timestamp);
         this.currentTimestamp = rec.timestamp;
         const source = this.sourceByTopic.get(q.topic)!;
         try {
           await source.processor!.process(rec);
         } catch (e) {
-          if (this.state !== 'RUNNING') throw e;
+          // infrastructure (a store, the producer) is not the record's fault: stop the task
+          if (this._state !== 'RUNNING' || isInfrastructureError(e)) throw e;
           this.handleError(q, r, e, this.opts.processingErrorPolicy, 'PROCESSING_FAILED', 'processing');
         }
         this.currentMetadata = undefined;
         await this.punctuateStreamTime();
       }
       q.head++;
+      q.bytes -= recordBytes(r);
       q.committable = r.offset + 1;
       this.processedSinceCommit++;
       this.release(q);
     }
+    for (const q of this.queueList) {
+      if (q.full && q.bytes <= this.maxBytes / 2) {
+        q.full = false;
+        this.opts.onBackpressure?.(q.topic, false);
+      }
+    }
+    this.lastProgressAt = Date.now();
     this.compact();
     this.opts.onProcessed?.(batch.length, (performance.now() - t0) / 1000);
+  }
+
+  /** Stream time moves to the record's timestamp, by at most maxStreamTimeJumpMs at a time. */
+  private advanceStreamTime(ts: number): void {
+    if (this.streamTime < 0) this.streamTime = ts;
+    else if (ts > this.streamTime) this.streamTime = Math.min(ts, this.streamTime + this.maxJump);
   }
 
   private release(q: Queue): void {
@@ -553,7 +710,7 @@ export class StreamTask {
 
   /** Runs due wall-clock punctuations (the engine calls this periodically). */
   async punctuateWallClock(now = this.now()): Promise<void> {
-    if (this.state !== 'RUNNING' || this.paused || this.fatal !== undefined) return;
+    if (this._state !== 'RUNNING' || this.paused || this.fatal !== undefined) return;
     await this.exclusive(() => this.runWallClock(now));
   }
 
@@ -603,20 +760,60 @@ export class StreamTask {
     for (const q of this.queueList) {
       q.records = [];
       q.head = 0;
+      q.bytes = 0;
+      // fetching starts again from what was processed
+      q.fetched = q.committable;
+      if (q.full) {
+        q.full = false;
+        this.opts.onBackpressure?.(q.topic, false);
+      }
       for (const w of q.waiters) w.reject(reason);
       q.waiters = [];
     }
   }
 
+  /** Stops processing (a rebalance): buffered records are dropped, they are fetched again. */
+  async suspend(): Promise<void> {
+    if (this._state === 'CLOSED' || this._state === 'SUSPENDED') return;
+    this.pause();
+    await this.quiesce().catch(() => undefined);
+    if (this._state === 'RUNNING' || this._state === 'RESTORING') this.transition('SUSPENDED');
+    this.clearBuffers(new StreamsError('TASK_SUSPENDED', `task ${this.id} suspended`, { retriable: true }));
+  }
+
+  /** Goes on after a suspension (the task was kept by the new assignment). */
+  resumeRunning(): void {
+    if (this._state !== 'SUSPENDED') return;
+    this.paused = false;
+    this.transition('RUNNING');
+  }
+
   /** Closes the processors (never the stores: the runtime closes them). */
   async close(): Promise<void> {
-    if (this.state === 'CLOSED') return;
-    this.state = 'CLOSED';
+    if (this._state === 'CLOSED') return;
+    this._state = 'CLOSED';
     if (this.idleTimer) clearTimeout(this.idleTimer);
     this.clearBuffers(new StreamsError('TASK_CLOSED', `task ${this.id} closed`, { retriable: true }));
     for (const node of this.nodes.values()) await node.processor?.close?.();
   }
 }
+
+/** Approximate memory of a buffered record (key and value bytes plus a fixed overhead). */
+function recordBytes(r: RawRecord): number {
+  return (r.key?.length ?? 0) + (r.value?.length ?? 0) + 64;
+}
+
+/**
+ * Errors of the machinery rather than of a record: a store failing, the producer failing, a
+ * closed task. They stop the task; a record's own errors go to the dead-letter topic.
+ */
+export function isInfrastructureError(e: unknown): boolean {
+  if (e instanceof StoreError) return true;
+  if (e instanceof StreamsError) return e.retriable || INFRA_CODES.has(e.code);
+  return false;
+}
+
+const INFRA_CODES = new Set(['PRODUCE_FAILED', 'TASK_CLOSED', 'TASK_SUSPENDED', 'ILLEGAL_TASK_STATE']);
 
 function normaliseHeaders(h: RawRecord['headers']): Headers | undefined {
   if (!h) return undefined;

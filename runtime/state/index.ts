@@ -5,6 +5,7 @@ import { InMemoryKeyValueStore } from './memory-store.js';
 import { MeteredKeyValueStore, type StoreMetrics } from './metered-store.js';
 import { RocksDBStore, type RocksDBStoreOptions } from './rocksdb-store.js';
 import type { BytesStore, KeyValueStore, RestorableBytesStore, StoreSerde } from './store.js';
+import { TransactionalStore } from './transactional-store.js';
 
 export * from './store.js';
 export * from './memory-store.js';
@@ -13,6 +14,7 @@ export * from './changelogging-store.js';
 export * from './caching-store.js';
 export * from './metered-store.js';
 export * from './checkpoint.js';
+export * from './transactional-store.js';
 
 export interface StoreStackOptions<K, V> {
   name: string;
@@ -35,11 +37,13 @@ export interface StoreStack<K, V> {
   store: KeyValueStore<K, V>;
   /** the innermost store, for changelog restore (writes here are neither cached nor logged) */
   inner: RestorableBytesStore;
+  /** the write buffer of a persistent store: commits reach disk only through it */
+  txn?: TransactionalStore;
 }
 
 /**
- * Builds metered(caching(changelogging(rocksdb | memory))), leaving out the layers that are
- * not asked for. Closing `store` closes every layer down to `inner`.
+ * Builds metered(caching(changelogging(transactional(rocksdb) | memory))), leaving out the
+ * layers that are not asked for. Closing `store` closes every layer down to `inner`.
  */
 export async function buildStoreStack<K, V>(opts: StoreStackOptions<K, V>): Promise<StoreStack<K, V>> {
   if (!Number.isSafeInteger(opts.cacheMaxEntries) || opts.cacheMaxEntries < 0) {
@@ -48,17 +52,19 @@ export async function buildStoreStack<K, V>(opts: StoreStackOptions<K, V>): Prom
       `must be an integer >= 0 for store "${opts.name}", got ${opts.cacheMaxEntries}`,
     );
   }
-  const inner: RestorableBytesStore =
+  // a persistent store is transactional: a commit's writes reach RocksDB in one atomic batch
+  const txn =
     opts.dir === undefined
-      ? new InMemoryKeyValueStore(opts.name)
-      : await RocksDBStore.open(opts.name, opts.dir, opts.rocksdb);
+      ? undefined
+      : new TransactionalStore(await RocksDBStore.open(opts.name, opts.dir, opts.rocksdb));
+  const inner: RestorableBytesStore = txn ?? new InMemoryKeyValueStore(opts.name);
   try {
     let bytes: BytesStore = inner;
     if (opts.sink !== undefined) bytes = new ChangeLoggingStore(bytes, opts.sink);
     if (opts.cacheMaxEntries > 0)
       bytes = new CachingStore(bytes, { maxEntries: opts.cacheMaxEntries, writeThrough: opts.writeThrough ?? false });
     const store = new MeteredKeyValueStore<K, V>(bytes, opts.keySerde, opts.valueSerde, opts.metrics);
-    return { store, inner };
+    return txn ? { store, inner, txn } : { store, inner };
   } catch (err) {
     await inner.close().catch(() => undefined);
     throw err;

@@ -58,6 +58,11 @@ export class InMemoryKeyValueStore implements BytesStore, BatchRestorable {
     this.write(key, null);
   }
 
+  /** One atomic batch (trivially: nothing else runs in between). */
+  async writeAtomic(entries: readonly (readonly [Buffer, Buffer | null])[]): Promise<void> {
+    return this.putAll(entries);
+  }
+
   async restoreBatch(records: readonly RestoreRecord[]): Promise<void> {
     this.checkOpen();
     for (const r of records) checkKey(this.name, r.key);

@@ -209,6 +209,25 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
     });
   }
 
+  /**
+   * Applies the writes as ONE atomic RocksDB WriteBatch; with `sync` the WAL is fsynced before
+   * it resolves (a commit's writes survive an OS crash too).
+   */
+  async writeAtomic(entries: readonly (readonly [Buffer, Buffer | null])[], opts: { sync: boolean }): Promise<void> {
+    this.checkOpen();
+    const ops: BatchOp[] = [];
+    for (const [key, value] of entries) {
+      checkKey(this.name, key);
+      ops.push(value === null ? { type: 'del', key } : { type: 'put', key, value });
+    }
+    if (ops.length === 0) return;
+    await new Promise<void>((resolve, reject) => {
+      this.db.batch(ops, { sync: opts.sync }, (err) =>
+        err ? reject(this.opError(StoreErrorCodes.WRITE_FAILED, 'writeAtomic', err)) : resolve(),
+      );
+    });
+  }
+
   /** Applies changelog records in one atomic batch, straight to RocksDB. */
   async restoreBatch(records: readonly RestoreRecord[]): Promise<void> {
     this.checkOpen();

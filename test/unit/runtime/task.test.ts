@@ -127,10 +127,35 @@ describe('StreamTask: timestamp order across source partitions', () => {
     expect(seen.map((s) => s.timestamp)).toEqual([1, 2, 3, 4, 5]);
   });
 
-  it('gives up waiting after maxTaskIdleMs and goes on without the lagging partition', async () => {
+  it('never processes ahead of a lagging partition, however long maxTaskIdleMs is', async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen), { maxTaskIdleMs: 20 });
+    // B is known to hold offsets 0..4, none fetched yet
+    await task.enqueue('B', [], 5);
+    const a = task.enqueue('A', [raw(0, 1), raw(1, 3)]);
+    await tick(150);
+    expect(seen).toEqual([]);
+    expect(task.lagWaits).toBeGreaterThan(0);
+    const b = task.enqueue('B', [raw(0, 2), raw(1, 4), raw(2, 6), raw(3, 7), raw(4, 8)], 5);
+    await Promise.all([a, b]);
+    expect(seen.map((s) => s.timestamp)).toEqual([1, 2, 3, 4, 6, 7, 8]);
+  });
+
+  it('a fetcher that moves past offsets without records (control records) ends the wait', async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen));
+    await task.enqueue('B', [], 3);
+    const a = task.enqueue('A', [raw(0, 1)]);
+    await tick(30);
+    expect(seen).toEqual([]);
+    task.noteFetched('B', 3);
+    await a;
+    expect(seen.map((s) => s.timestamp)).toEqual([1]);
+  });
+
+  it('waits maxTaskIdleMs for an empty partition that is caught up (or of unknown end), then goes on', async () => {
     const seen: Seen[] = [];
     const { task } = await makeTask(twoSources(seen), { maxTaskIdleMs: 80 });
-    await task.enqueue('B', [], 5);
     const t0 = Date.now();
     const a = task.enqueue('A', [raw(0, 1), raw(1, 3)]);
     await tick(20);
@@ -140,19 +165,55 @@ describe('StreamTask: timestamp order across source partitions', () => {
     expect(seen.map((s) => s.timestamp)).toEqual([1, 3]);
   });
 
-  it('does not wait when no high watermark is known (maxTaskIdleMs does not matter)', async () => {
+  it('with maxTaskIdleMs 0 does not wait for a partition that is caught up with its high watermark', async () => {
     const seen: Seen[] = [];
-    const { task } = await makeTask(twoSources(seen), { maxTaskIdleMs: 60_000 });
-    await task.enqueue('A', [raw(0, 1)]);
-    expect(seen).toHaveLength(1);
-  });
-
-  it('does not wait for a partition that is caught up with its high watermark', async () => {
-    const seen: Seen[] = [];
-    const { task } = await makeTask(twoSources(seen), { maxTaskIdleMs: 60_000 });
+    const { task } = await makeTask(twoSources(seen), { maxTaskIdleMs: 0 });
     await task.enqueue('B', [raw(0, 1)], 1);
     await task.enqueue('A', [raw(0, 2)], 1);
     expect(seen.map((s) => s.timestamp)).toEqual([1, 2]);
+  });
+
+  it('on equal timestamps takes the source declared first', async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen));
+    task.pause();
+    const b = task.enqueue('B', [raw(0, 5), raw(1, 6)]);
+    const a = task.enqueue('A', [raw(0, 5), raw(1, 6)]);
+    task.resume();
+    await Promise.all([a, b]);
+    expect(seen.map((s) => `${s.topic}${s.timestamp}`)).toEqual(['A5', 'B5', 'A6', 'B6']);
+  });
+
+  it('drops records it already has when a partition is fetched again', async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen));
+    await task.enqueue('A', [raw(0, 1), raw(1, 2)]);
+    await task.enqueue('A', [raw(1, 2), raw(2, 3)]);
+    expect(seen.map((s) => s.timestamp)).toEqual([1, 2, 3]);
+  });
+
+  it('a record stamped far ahead moves stream time by at most maxStreamTimeJumpMs', async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen), { maxStreamTimeJumpMs: 1000 });
+    await task.enqueue('A', [raw(0, 10_000), raw(1, 10_000_000), raw(2, 10_500)]);
+    expect(task.streamTime).toBe(11_000);
+  });
+
+  it('asks to pause a partition over maxBufferedBytes and to resume it under half', async () => {
+    const seen: Seen[] = [];
+    const signals: string[] = [];
+    const { task } = await makeTask(twoSources(seen), {
+      maxBufferedBytes: 2000,
+      onBackpressure: (topic, full) => signals.push(`${topic}:${full}`),
+    });
+    task.pause();
+    const big = { pad: 'x'.repeat(500) };
+    const done = task.enqueue('A', [0, 1, 2, 3, 4, 5].map((o) => raw(o, o + 1, big)));
+    expect(signals).toEqual(['A:true']);
+    expect(task.bufferedBytes()).toBeGreaterThan(2000);
+    task.resume();
+    await done;
+    expect(signals).toEqual(['A:true', 'A:false']);
   });
 
   it('processes in batches of at most maxBatchRecords, each decoded before it is processed', async () => {

@@ -166,13 +166,26 @@ describe('the Unwanted Mail topology (test driver)', () => {
     await interactions.pipe('mb', first, T0);
     const dedupe = d.getStore<string, number>(DEDUPE_STORE);
     expect(await dedupe.get(dedupeKey(first))).toBe(T0);
-    // stream time moves 8 days on (another mailbox's interaction): the hourly purge drops it
-    await interactions.pipe(
-      'other',
-      interaction('other', 'c@d.example', 'REPLIED', T0 + 8 * DAY + DEDUPE_PURGE_INTERVAL_MS),
-      T0 + 8 * DAY + DEDUPE_PURGE_INTERVAL_MS,
-    );
+    // stream time moves 8 days on (another mailbox's interactions, twice a day): a purge drops it
+    for (let t = T0 + DAY / 2; t <= T0 + 8 * DAY + DEDUPE_PURGE_INTERVAL_MS; t += DAY / 2)
+      await interactions.pipe('other', interaction('other', 'c@d.example', 'REPLIED', t, `m-${t}`), t);
     expect(await dedupe.get(dedupeKey(first))).toBeUndefined();
+  });
+
+  it('one record stamped far ahead does not purge dedupe entries that are still in their window', async () => {
+    const d = await open();
+    const interactions = d.createInputTopic<string, UserInteraction>(topics.userInteractions);
+    const first = interaction('mb', 'a@b.example', 'MOVED_TO_JUNK', T0, 'msg-x');
+    await interactions.pipe('mb', first, T0);
+    // a bad clock: 30 days ahead
+    await interactions.pipe('other', interaction('other', 'c@d.example', 'REPLIED', T0 + 30 * DAY), T0 + 30 * DAY);
+    const dedupe = d.getStore<string, number>(DEDUPE_STORE);
+    expect(await dedupe.get(dedupeKey(first))).toBe(T0);
+    // the retried interaction two days later still teaches once: evidence stays 1
+    await interactions.pipe('mb', { ...first, occurredAt: T0 + 2 * DAY }, T0 + 2 * DAY);
+    const prefs = await d.getStore<string, UserPreferences>(PREFERENCES_STORE).get('mb');
+    expect(prefs?.version).toBe(1);
+    expect(prefs?.entries.find((e) => e.key === 'a@b.example')?.evidence).toBe(1);
   });
 
   it('a table record with a newer version replaces the stored preferences; an older or equal one does not', async () => {

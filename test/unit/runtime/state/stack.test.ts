@@ -10,6 +10,7 @@ import {
   MeteredKeyValueStore,
   RocksDBStore,
   StoreError,
+  TransactionalStore,
   buildStoreStack,
   type BytesStore,
   type ChangelogSink,
@@ -45,18 +46,20 @@ describeKeyValueStoreConformance(
   async () => {
     const tmp = await tempDir();
     const dir = join(tmp.dir, 'store');
-    const build = async () =>
-      (
-        await buildStoreStack({
-          name: 'stack',
-          dir,
-          cacheMaxEntries: 3,
-          sink: new ArraySink(),
-          keySerde: bytesSerde,
-          valueSerde: bytesSerde,
-          metrics: newMetrics(),
-        })
-      ).store;
+    let txn: TransactionalStore | undefined;
+    const build = async () => {
+      const stack = await buildStoreStack({
+        name: 'stack',
+        dir,
+        cacheMaxEntries: 3,
+        sink: new ArraySink(),
+        keySerde: bytesSerde,
+        valueSerde: bytesSerde,
+        metrics: newMetrics(),
+      });
+      txn = stack.txn;
+      return stack.store;
+    };
     let store: BytesStore = await build();
     return {
       store,
@@ -64,7 +67,10 @@ describeKeyValueStoreConformance(
         await store.close();
         await tmp.remove();
       },
+      // what a commit does after the flush: the sealed writes go to RocksDB
       reopen: async () => {
+        txn!.seal();
+        await txn!.commitSealed();
         await store.close();
         return (store = await build());
       },
@@ -94,7 +100,7 @@ describe('buildStoreStack', () => {
     for (const c of cleanups.splice(0).reverse()) await c();
   });
 
-  it('stacks metered(caching(changelogging(rocksdb)))', async () => {
+  it('stacks metered(caching(changelogging(transactional(rocksdb))))', async () => {
     const tmp = await tempDir();
     cleanups.push(tmp.remove);
     const { store, inner } = await buildStoreStack({
@@ -112,7 +118,8 @@ describe('buildStoreStack', () => {
     const logging = (caching as CachingStore).inner;
     expect(logging).toBeInstanceOf(ChangeLoggingStore);
     expect((logging as ChangeLoggingStore).inner).toBe(inner);
-    expect(inner).toBeInstanceOf(RocksDBStore);
+    expect(inner).toBeInstanceOf(TransactionalStore);
+    expect((inner as TransactionalStore).inner).toBeInstanceOf(RocksDBStore);
   });
 
   it('leaves out the cache and changelog when not asked for', async () => {
@@ -207,7 +214,7 @@ describe('buildStoreStack', () => {
       valueSerde: stringSerde,
     });
     await store.close();
-    expect((inner as RocksDBStore).isOpen).toBe(false);
+    expect(((inner as TransactionalStore).inner as RocksDBStore).isOpen).toBe(false);
   });
 
   it('validates cacheMaxEntries and surfaces open failures as StoreError', async () => {

@@ -1,0 +1,217 @@
+/**
+ * What kafkajs' consumer lacks for a stream processor, added at its seams (the same module
+ * instance kafkajs itself uses, so every consumer built afterwards has it):
+ *
+ * 1. A revocation hook. kafkajs uses the eager rebalance protocol but has no
+ *    `onPartitionsRevoked`: it re-joins the group on its own. Before every JoinGroup, the
+ *    consumer group now awaits `beforeJoin()` of the assignor that carries hooks, so the
+ *    application can stop its tasks and commit while its generation is still valid (a member
+ *    that has not re-joined yet may still commit during PreparingRebalance).
+ * 2. Access to the group session (member id, generation, coordinator) for commits that carry
+ *    offset metadata and are checked against the generation (a stale owner's commit fails).
+ * 3. Coordinator fail-over. kafkajs keeps heart-beating (and committing to) the coordinator it
+ *    found at join time, so when that broker dies the member loses its session and the whole
+ *    group stalls until the client crashes and restarts (about two minutes). Here a heartbeat
+ *    that fails for a coordinator reason looks the coordinator up again (in the background) and
+ *    goes on with the same generation, as the Java client does.
+ * 4. Broker loss during fetch. kafkajs re-throws a refused connection from a fetch and backs off
+ *    up to the consumer's retry budget with stale metadata; here it refreshes metadata, waits a
+ *    moment and fetches again (the partition's new leader is found as soon as it is elected).
+ */
+import { createRequire } from 'node:module';
+
+/** The parts of kafkajs' internal ConsumerGroup used here. */
+export interface GroupSession {
+  groupId: string;
+  memberId: string | null;
+  generationId: number;
+  coordinator: {
+    offsetCommit(req: {
+      groupId: string;
+      memberId: string;
+      groupGenerationId: number;
+      topics: { topic: string; partitions: { partition: number; offset: string; metadata?: string | null }[] }[];
+    }): Promise<unknown>;
+    heartbeat(req: { groupId: string; memberId: string; groupGenerationId: number }): Promise<unknown>;
+  };
+  cluster: {
+    findGroupCoordinator(req: { groupId: string }): Promise<GroupSession['coordinator']>;
+    refreshMetadata(): Promise<void>;
+  };
+  offsetManager?: { coordinator: unknown };
+  heartbeat(opts: { interval: number }): Promise<void>;
+}
+
+export interface GroupHooks {
+  /** awaited before each JoinGroup; errors are logged by the caller, never block the join */
+  beforeJoin(session: GroupSession): Promise<void>;
+  /** a heartbeat succeeded */
+  onHeartbeat?(session: GroupSession): void;
+  /** the coordinator was looked up again after `reason` */
+  onCoordinatorChange?(reason: string): void;
+}
+
+export const HOOKS = Symbol.for('unwanted-mail.group-hooks');
+
+interface ConsumerGroupProto {
+  joinAndSync(this: GroupInternal): Promise<void>;
+  heartbeat(this: GroupInternal, opts: { interval: number }): Promise<void>;
+  recoverFromFetch(this: GroupInternal, e: unknown): Promise<void>;
+  [k: symbol]: unknown;
+}
+
+type GroupInternal = GroupSession & {
+  assigners: Record<symbol, GroupHooks | undefined>[];
+  [REFRESHING]?: Promise<void>;
+};
+
+const REFRESHING = Symbol('coordinator-refresh');
+const PATCHED = Symbol.for('unwanted-mail.kafkajs-patched');
+
+const COORDINATOR_ERRORS = new Set([
+  'NOT_COORDINATOR_FOR_GROUP',
+  'NOT_COORDINATOR',
+  'GROUP_COORDINATOR_NOT_AVAILABLE',
+  'COORDINATOR_NOT_AVAILABLE',
+  'GROUP_LOAD_IN_PROGRESS',
+  'COORDINATOR_LOAD_IN_PROGRESS',
+  'REQUEST_TIMED_OUT',
+  'NETWORK_EXCEPTION',
+]);
+
+const CONNECTION_ERRORS = new Set([
+  'KafkaJSConnectionError',
+  'KafkaJSConnectionClosedError',
+  'KafkaJSRequestTimeoutError',
+  'KafkaJSBrokerNotFound',
+]);
+
+/** The group's coordinator is gone or moved (as opposed to the member's session being over). */
+export function isCoordinatorError(e: unknown): boolean {
+  const err = e as { type?: string; name?: string; code?: string } | undefined;
+  if (!err) return false;
+  if (err.type && COORDINATOR_ERRORS.has(err.type)) return true;
+  if (err.name && CONNECTION_ERRORS.has(err.name)) return true;
+  return err.code === 'ECONNREFUSED' || err.code === 'ECONNRESET' || err.code === 'EPIPE';
+}
+
+/** The member's generation is over: its tasks may already have another owner. */
+export function isGenerationError(e: unknown): boolean {
+  const t = (e as { type?: string } | undefined)?.type;
+  return (
+    t === 'ILLEGAL_GENERATION' ||
+    t === 'UNKNOWN_MEMBER_ID' ||
+    t === 'REBALANCE_IN_PROGRESS' ||
+    t === 'FENCED_INSTANCE_ID'
+  );
+}
+
+function hooksOf(group: GroupInternal): GroupHooks | undefined {
+  for (const a of group.assigners ?? []) {
+    const h = a[HOOKS];
+    if (h) return h;
+  }
+  return undefined;
+}
+
+/** Looks the coordinator up again (one look-up at a time per group). */
+export function refreshCoordinator(session: GroupSession, reason: string): Promise<void> {
+  const g = session as GroupInternal;
+  if (!g[REFRESHING]) {
+    g[REFRESHING] = (async () => {
+      try {
+        const c = await g.cluster.findGroupCoordinator({ groupId: g.groupId });
+        g.coordinator = c;
+        if (g.offsetManager) g.offsetManager.coordinator = c;
+        hooksOf(g)?.onCoordinatorChange?.(reason);
+      } finally {
+        g[REFRESHING] = undefined;
+      }
+    })();
+  }
+  return g[REFRESHING]!;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Installs the hooks into kafkajs (once per process). */
+export function installKafkaJsHooks(): void {
+  const require = createRequire(import.meta.url);
+  const ConsumerGroup = require('kafkajs/src/consumer/consumerGroup.js') as { prototype: ConsumerGroupProto };
+  const proto = ConsumerGroup.prototype;
+  if (proto[PATCHED]) return;
+  proto[PATCHED] = true;
+
+  const joinAndSync = proto.joinAndSync;
+  proto.joinAndSync = async function (this: GroupInternal) {
+    const hooks = hooksOf(this);
+    if (hooks) await hooks.beforeJoin(this);
+    return joinAndSync.call(this);
+  };
+
+  const heartbeat = proto.heartbeat;
+  proto.heartbeat = async function (this: GroupInternal, opts: { interval: number }) {
+    try {
+      await heartbeat.call(this, opts);
+      hooksOf(this)?.onHeartbeat?.(this);
+    } catch (e) {
+      if (!isCoordinatorError(e)) throw e;
+      // the coordinator moved or died: find the new one and go on with the same generation;
+      // the next heartbeat goes there (a member whose session did end learns it from that one)
+      void refreshCoordinator(this, (e as Error).message).catch(() => undefined);
+    }
+  };
+
+  const recoverFromFetch = proto.recoverFromFetch;
+  proto.recoverFromFetch = async function (this: GroupInternal, e: unknown) {
+    const name = (e as { name?: string }).name;
+    if (name === 'KafkaJSConnectionError' || name === 'KafkaJSRequestTimeoutError') {
+      await sleep(200);
+      await this.cluster.refreshMetadata().catch(() => undefined);
+      return;
+    }
+    return recoverFromFetch.call(this, e);
+  };
+}
+
+/**
+ * Commits offsets (with metadata) as the member of the session's generation, retrying while
+ * the coordinator moves. Throws the broker's error when the generation is over.
+ */
+export async function commitWithSession(
+  session: GroupSession,
+  offsets: { topic: string; partition: number; offset: number; metadata: string | null }[],
+  opts: { deadlineMs: number },
+): Promise<void> {
+  const byTopic = new Map<string, { partition: number; offset: string; metadata: string | null }[]>();
+  for (const o of offsets) {
+    let l = byTopic.get(o.topic);
+    if (!l) byTopic.set(o.topic, (l = []));
+    l.push({ partition: o.partition, offset: String(o.offset), metadata: o.metadata });
+  }
+  const topics = [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
+  const deadline = Date.now() + opts.deadlineMs;
+  let wait = 100;
+  for (;;) {
+    const memberId = session.memberId;
+    if (!memberId) {
+      const err = new Error('the member has left the group') as Error & { type: string };
+      err.type = 'UNKNOWN_MEMBER_ID';
+      throw err;
+    }
+    try {
+      await session.coordinator.offsetCommit({
+        groupId: session.groupId,
+        memberId,
+        groupGenerationId: session.generationId,
+        topics,
+      });
+      return;
+    } catch (e) {
+      if (!isCoordinatorError(e) || Date.now() > deadline) throw e;
+      await sleep(wait);
+      wait = Math.min(wait * 2, 1000);
+      await refreshCoordinator(session, (e as Error).message).catch(() => undefined);
+    }
+  }
+}
