@@ -44,7 +44,11 @@ export const streamsConfigSchema = z
     /** the most one record moves stream time forward (a record stamped far ahead cannot purge state) */
     maxStreamTimeJumpMs: z.number().int().min(1).default(86_400_000),
     /** per source partition: fetching pauses above this many buffered bytes */
-    maxBufferedBytesPerPartition: z.number().int().min(64 * 1024).default(4 * 1024 * 1024),
+    maxBufferedBytesPerPartition: z
+      .number()
+      .int()
+      .min(64 * 1024)
+      .default(4 * 1024 * 1024),
     cacheMaxEntries: z.number().int().min(0).default(10_000),
     maxBatchRecords: z.number().int().min(1).max(100_000).default(1000),
     partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(64),

@@ -199,20 +199,24 @@ export class TaskStateManager {
     if (!ranges.length) return 0;
     let total = 0;
     const byTopic = new Map(ranges.map((r) => [r.topic, r]));
-    await source.read(ranges, async (topic, records) => {
-      const r = byTopic.get(topic)!;
-      await r.store.inner.restoreBatch(records.map((x) => ({ key: x.key!, value: x.value })));
-      const last = records[records.length - 1]!.offset;
-      this.positions.set(tpKey(topic, this.opts.partition), last + 1);
-      total += records.length;
-      signal?.throwIfAborted();
-      onProgress?.({
-        store: r.store.resolved.spec.name,
-        taskId: this.opts.taskId,
-        restored: records.length,
-        remaining: Math.max(0, r.to - (last + 1)),
-      });
-    }, signal);
+    await source.read(
+      ranges,
+      async (topic, records) => {
+        const r = byTopic.get(topic)!;
+        await r.store.inner.restoreBatch(records.map((x) => ({ key: x.key!, value: x.value })));
+        const last = records[records.length - 1]!.offset;
+        this.positions.set(tpKey(topic, this.opts.partition), last + 1);
+        total += records.length;
+        signal?.throwIfAborted();
+        onProgress?.({
+          store: r.store.resolved.spec.name,
+          taskId: this.opts.taskId,
+          restored: records.length,
+          remaining: Math.max(0, r.to - (last + 1)),
+        });
+      },
+      signal,
+    );
     for (const r of ranges)
       this.positions.set(
         tpKey(r.topic, this.opts.partition),

@@ -67,6 +67,9 @@ const TRANSITIONS: Record<StreamsState, readonly StreamsState[]> = {
   ERROR: ['PENDING_SHUTDOWN'],
 };
 
+/** a task held back this long by a partition whose records do not arrive counts as stuck */
+const STUCK_AFTER_MS = 30_000;
+
 interface TaskHandle {
   partition: number;
   task?: StreamTask;
@@ -228,7 +231,13 @@ export class KafkaStreams {
     if (this._state !== 'RUNNING') return `state ${this._state}`;
     if (this.sessionSuspect) return 'no group heartbeat for a session timeout';
     if (!this.tasks.size) return 'no tasks assigned';
-    for (const h of this.tasks.values()) if (h.task?.state !== 'RUNNING') return `task 0_${h.partition} not running`;
+    const now = Date.now();
+    for (const h of this.tasks.values()) {
+      if (h.task?.state !== 'RUNNING') return `task 0_${h.partition} not running`;
+      const since = h.task.lagWaitSince;
+      if (since !== undefined && now - since > STUCK_AFTER_MS)
+        return `task 0_${h.partition} has waited ${Math.round((now - since) / 1000)} s for records the broker holds`;
+    }
     return undefined;
   }
 
@@ -828,6 +837,7 @@ export class KafkaStreams {
       }
       if (h.task.failure() !== undefined) void this.die(h.task.failure());
     }
+    this.updateReady();
     if (now - this.lastLagRefresh >= 2000) {
       this.lastLagRefresh = now;
       void this.refreshLag().catch(() => undefined);
@@ -851,8 +861,7 @@ export class KafkaStreams {
         if (!h?.task || h.closed) continue;
         h.task.setHighWatermark(topic, Number(e.high));
         const lag = h.task.lag().get(topic);
-        if (lag !== undefined)
-          this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
+        if (lag !== undefined) this.metrics.consumerLag.set({ topic, partition: String(e.partition) }, lag);
       }
     }
     for (const h of this.tasks.values())
@@ -898,7 +907,8 @@ export class KafkaStreams {
     const run = async (): Promise<void> => {
       const t0 = performance.now();
       const session = this.session;
-      if (!session) throw new StreamsError('NOT_JOINED', 'the consumer has not joined the group yet', { retriable: true });
+      if (!session)
+        throw new StreamsError('NOT_JOINED', 'the consumer has not joined the group yet', { retriable: true });
       const live = handles.filter((h) => h.task && !h.closed);
       const offsets: { topic: string; partition: number; offset: number; metadata: string | null }[] = [];
       const positions = new Map<TaskHandle, Map<string, number>>();

@@ -217,6 +217,8 @@ export class StreamTask {
   lagWaits = 0;
   /** wall-clock time of the last processed batch */
   lastProgressAt = Date.now();
+  /** since when the task has been held back by a lagging partition (undefined: it is not) */
+  lagWaitSince: number | undefined;
 
   private readonly nodes = new Map<string, Node>();
   private readonly queues = new Map<string, Queue>();
@@ -537,7 +539,10 @@ export class StreamTask {
       if (wait !== undefined) {
         if (out.length === 0) {
           if (wait === 'idle') this.armIdleTimer();
-          else this.lagWaits++;
+          else {
+            this.lagWaits++;
+            this.lagWaitSince ??= Date.now();
+          }
         }
         break;
       }
@@ -626,6 +631,7 @@ export class StreamTask {
       }
     }
     this.lastProgressAt = Date.now();
+    this.lagWaitSince = undefined;
     this.compact();
     this.opts.onProcessed?.(batch.length, (performance.now() - t0) / 1000);
   }

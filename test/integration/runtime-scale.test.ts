@@ -159,6 +159,8 @@ describe('runtime: several instances as separate processes', () => {
     // the rest arrives while the instance runs, so the kill always lands mid-stream
     let producing = true;
     const rest = (async () => {
+      // from when it processes, so the producer is still busy when the kill comes
+      await waitUntil('instance running', () => a.states.includes('RUNNING'), 60_000);
       for (let s = 21; s <= SEQS; s += 5) {
         await produce(input, records(KEYS, s, s + 4));
         await new Promise((r) => setTimeout(r, 100));

@@ -208,7 +208,10 @@ describe('StreamTask: timestamp order across source partitions', () => {
     });
     task.pause();
     const big = { pad: 'x'.repeat(500) };
-    const done = task.enqueue('A', [0, 1, 2, 3, 4, 5].map((o) => raw(o, o + 1, big)));
+    const done = task.enqueue(
+      'A',
+      [0, 1, 2, 3, 4, 5].map((o) => raw(o, o + 1, big)),
+    );
     expect(signals).toEqual(['A:true']);
     expect(task.bufferedBytes()).toBeGreaterThan(2000);
     task.resume();
