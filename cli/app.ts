@@ -113,6 +113,7 @@ export async function startApp(
       instanceId: cfg.instanceId,
       stateDir: join(cfg.stateDir),
       commitIntervalMs: cfg.commitIntervalMs,
+      maxTaskIdleMs: cfg.maxTaskIdleMs,
       processingGuarantee: cfg.processingGuarantee,
       replicationFactor: cfg.replicationFactor,
       ...(cfg.advertisedUrl ? { advertisedUrl: cfg.advertisedUrl } : {}),
