@@ -210,7 +210,7 @@ export function spawnService(opts: {
     exited,
     async metrics() {
       try {
-        const r = await fetch(`${url}/metrics`);
+        const r = await fetch(`${url}/metrics`, { signal: AbortSignal.timeout(10_000) });
         if (!r.ok) return undefined;
         return parsePrometheus(await r.text());
       } catch {
@@ -219,7 +219,7 @@ export function spawnService(opts: {
     },
     async ready() {
       try {
-        const r = await fetch(`${url}/readyz`);
+        const r = await fetch(`${url}/readyz`, { signal: AbortSignal.timeout(10_000) });
         await r.arrayBuffer();
         return r.status === 200;
       } catch {
