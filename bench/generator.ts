@@ -618,6 +618,47 @@ export interface TrafficStats {
 
 const sleep = (ms: number): Promise<void> => new Promise((res) => setTimeout(res, ms));
 
+/**
+ * How the paced loop of `TrafficProducer.start` batches: one sendBatch every `tickMs` (higher rates:
+ * shorter ticks so batches stay small; at most 50 ms between batches), at most `maxBatch` mails each.
+ */
+export function pacing(ratePerSec: number): { tickMs: number; maxBatch: number } {
+  if (!(ratePerSec > 0)) throw new RangeError('ratePerSec must be > 0');
+  return {
+    tickMs: Math.max(10, Math.min(50, Math.round(20_000 / ratePerSec))),
+    maxBatch: Math.max(1, Math.ceil(ratePerSec / 5)),
+  };
+}
+
+/**
+ * The producer settings that shape latency, as `TrafficProducer.start(ratePerSec)` uses them. kafkajs
+ * has no linger.ms or batch.size: every sendBatch call is one produce request sent at once, so the
+ * "linger" is the pacing tick and the "batch" is the mails produced per tick.
+ */
+export function producerSettings(ratePerSec: number): {
+  client: string;
+  acks: number;
+  lingerMs: number;
+  batchMails: number;
+  batchEveryMs: number;
+  compression: string;
+  idempotent: boolean;
+  partitioner: string;
+} {
+  const { tickMs } = pacing(ratePerSec);
+  return {
+    client: 'kafkajs',
+    acks: -1,
+    lingerMs: 0,
+    // credit accrues per tick: about rate * tick / 1000 mails per request
+    batchMails: Math.max(1, Math.round((ratePerSec * tickMs) / 1000)),
+    batchEveryMs: tickMs,
+    compression: 'none',
+    idempotent: false,
+    partitioner: 'murmur2 (DefaultPartitioner), key = mailboxId',
+  };
+}
+
 /** Produces a workload through a real broker (acks=-1, Avro via the serdes). */
 export class TrafficProducer {
   private readonly o: TrafficProducerOptions;
@@ -805,9 +846,7 @@ export class TrafficProducer {
     this.startedAt = performance.now();
     this.stoppedAt = 0;
     this.mailsAtStart = this.stats.mails;
-    // higher rates: shorter ticks so batches stay small; at most 50 ms between batches
-    const tickMs = Math.max(10, Math.min(50, Math.round(20_000 / ratePerSec)));
-    const maxBatch = Math.max(1, Math.ceil(ratePerSec / 5));
+    const { tickMs, maxBatch } = pacing(ratePerSec);
     this.loop = (async () => {
       await this.connect();
       let due = 0;

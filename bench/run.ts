@@ -3,68 +3,95 @@
  *
  * Each scenario runs against a real broker and schema registry: a local stack started here
  * (scripts/kafka/local.ts) unless KAFKA_BROKERS and SCHEMA_REGISTRY_URL are set, with a unique
- * application id and topic prefix, and ONE service instance started in this process with
- * `startApp` (no HTTP). It prints a summary and appends one JSON line to bench/results.jsonl.
- * Everything it starts is stopped and every temporary directory removed, also on Ctrl-C.
+ * application id and topic prefix. The service runs as its own process, as users run it
+ * (`node bin/um.mjs run`, configured through the environment); the bench reads it from the outside
+ * only: /metrics and /readyz over HTTP, CPU and RSS from /proc/<pid>. It prints a summary and appends
+ * one JSON line (schema `RESULTS_SCHEMA_VERSION`) to bench/results.jsonl. Everything it starts is
+ * stopped and every temporary directory removed, also on Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { Session } from 'node:inspector/promises';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
-import { monitorEventLoopDelay, type IntervalHistogram } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import type { Consumer, Kafka } from 'kafkajs';
 import pino, { type Logger } from 'pino';
-import type { Registry } from 'prom-client';
-import { ensureTopics, kafkaFor, startApp, type App } from '../cli/app.js';
+import { ensureTopics, kafkaFor } from '../cli/app.js';
 import { loadConfig, type AppConfig } from '../cli/config.js';
 import type { Decision } from '../processors/logic/model.js';
-import { histogramQuantiles as histogramQuantilesOf } from '../runtime/metrics.js';
 import { createRegistryClient } from '../runtime/serdes/registry.js';
-import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
+import { freePort, startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, type Topics } from '../topology/topics.js';
-import { TrafficProducer, Workload } from './generator.js';
+import { producerSettings, TrafficProducer, Workload } from './generator.js';
+import { probeConsumerConfig, probeRunConfig } from './probe.js';
+import {
+  histogramQuantiles as histogramQuantilesOf,
+  spawnService,
+  sumOf,
+  type PromSample,
+  type ServiceProcess,
+} from './service-process.js';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+
+/**
+ * Version of the layout of a bench/results.jsonl line. Lines without `schemaVersion` are version 1
+ * (service in the bench's process, probe with autoCommit on, throughput counted from RUNNING).
+ * 2: service as its own process (`node bin/um.mjs run`), CPU/RSS from /proc, throughput from process
+ * start and after the first decision, probe with autoCommit off plus a probe baseline, producer
+ * settings and the load average before each measurement.
+ */
+const RESULTS_SCHEMA_VERSION = 2;
 
 const here = dirname(fileURLToPath(import.meta.url));
 const RESULTS = join(here, 'results.jsonl');
 
 const HELP = `Usage: npx tsx bench/run.ts <scenario> [options]
 
+The service runs as its own process (node bin/um.mjs run), configured through the environment as
+users run it; the bench reads /metrics and /readyz, and CPU and RSS from /proc/<pid>.
+
 Scenarios
   throughput   pre-produce --events mail events (+ ~5% interactions) and seeded preferences, then start
-               one instance and time it until every event is processed (events/s, decisions/s, RSS)
-  latency      start one instance, then produce --rate mail events/s for --seconds; dwell per decision
-               = time a separate consumer reads the decision - the mail's receivedAt (= produce time)
-  restore      produce --records preference records to user-preferences, start one instance with an
-               empty state directory, time it until RUNNING (records/s restored, RSS)
+               the service process and time it until every event is processed; events/s from
+               process start and after the first decision, CPU and RSS of the service process
+  latency      1. probe baseline: produce --rate mail events/s for --baseline-seconds straight to a
+                  topic the probe reads (no service): the probe's own delay
+               2. start the service, then produce --rate mail events/s for --seconds; per decision:
+                  end-to-end dwell (probe receive - receivedAt) and service dwell (Decision.dwellMs)
+  restore      produce --records preference records to user-preferences, start the service process
+               with an empty state directory, time it until /readyz is 200 (records/s, RSS)
 
 Options
-  --events N          throughput: mail events to pre-produce (default 200000)
-  --seed-fraction F   share of mailboxes with seeded preferences (default 0.5)
-  --mailboxes N       mailboxes (default 20000)
-  --tenants N         tenants (default 20)
-  --rate N            latency: mail events per second (default 1000)
-  --seconds N         latency: how long to produce (default 60)
-  --records N         restore: preference records (default 1000000)
-  --distinct N        restore: distinct mailbox keys (default records/2: every key twice)
-  --partitions N      partitions of the co-partitioned topics (default 6)
-  --seed N            workload seed (default 42)
-  --timeout S         give up a measurement after S seconds (default 900)
-  --profile           CPU-profile the measured phase (inspector) and print the top functions
-  --log-level L       service log level (default warn; logs go to stderr)
-  --no-record         do not append to bench/results.jsonl
-  -h, --help          this text
+  --events N            throughput: mail events to pre-produce (default 200000)
+  --seed-fraction F     share of mailboxes with seeded preferences (default 0.5)
+  --mailboxes N         mailboxes (default 20000)
+  --tenants N           tenants (default 20)
+  --rate N              latency: mail events per second (default 1000)
+  --seconds N           latency: how long to produce through the service (default 60)
+  --baseline-seconds N  latency: how long to measure the probe alone (default 15; 0 = skip)
+  --records N           restore: preference records (default 1000000)
+  --distinct N          restore: distinct mailbox keys (default records/2: every key twice)
+  --partitions N        partitions of the co-partitioned topics (default 6)
+  --seed N              workload seed (default 42)
+  --timeout S           give up a measurement after S seconds (default 900)
+  --profile             run the service with node --cpu-prof and print its top functions
+  --log-level L         service log level (default warn; its output goes to stderr)
+  --no-record           do not append to bench/results.jsonl
+  -h, --help            this text
+
+Quick runs (a few minutes in all): --events 50000 | --seconds 20 --baseline-seconds 10 | --records 200000
 
 Environment
   KAFKA_BROKERS, SCHEMA_REGISTRY_URL   use an existing cluster and registry instead of a local stack
                                        (the bench's topics, prefixed bench-<id>-, are deleted afterwards)
-  UM_COMMIT_INTERVAL_MS, UM_PREFERENCE_CACHE_ENTRIES, UM_PROCESSING_GUARANTEE, KAFKA_SASL_*, KAFKA_SSL*
-                                       passed to the service as usual
+  UM_COMMIT_INTERVAL_MS, UM_PREFERENCE_CACHE_ENTRIES, UM_PROCESSING_GUARANTEE, UM_DEFAULT_MODE,
+  KAFKA_SASL_*, KAFKA_SSL*, SCHEMA_REGISTRY_USERNAME/PASSWORD
+                                       reach the service process as usual (its whole environment is
+                                       this one plus the bench's UM_APP_ID, UM_TOPIC_PREFIX, UM_STATE_DIR,
+                                       UM_INSTANCE_ID, UM_PARTITIONS, UM_HTTP_HOST/PORT, UM_LOG_LEVEL)
 `;
 
 type Scenario = 'throughput' | 'latency' | 'restore';
@@ -77,6 +104,7 @@ interface Options {
   tenants: number;
   rate: number;
   seconds: number;
+  baselineSeconds: number;
   records: number;
   distinct: number;
   partitions: number;
@@ -98,6 +126,7 @@ function parseOptions(argv: string[]): Options | undefined {
       tenants: { type: 'string' },
       rate: { type: 'string' },
       seconds: { type: 'string' },
+      'baseline-seconds': { type: 'string' },
       records: { type: 'string' },
       distinct: { type: 'string' },
       partitions: { type: 'string' },
@@ -134,6 +163,7 @@ function parseOptions(argv: string[]): Options | undefined {
     tenants: num('tenants', values.tenants, 20, 1),
     rate: num('rate', values.rate, 1000, 1),
     seconds: num('seconds', values.seconds, 60, 1),
+    baselineSeconds: num('baseline-seconds', values['baseline-seconds'], 15, 0),
     records,
     distinct: num('distinct', values.distinct, Math.max(1, Math.ceil(records / 2)), 1),
     partitions: num('partitions', values.partitions, 6, 1),
@@ -158,72 +188,30 @@ const MiB = 1024 * 1024;
 const fmt = (n: number, digits = 0): string =>
   n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
 
-/** Samples RSS and heap every 200 ms; keeps the peaks. */
-class MemorySampler {
-  peakRss = 0;
-  peakHeapUsed = 0;
-  private timer: NodeJS.Timeout | undefined;
-  start(): this {
-    this.sample();
-    this.timer = setInterval(() => this.sample(), 200);
-    this.timer.unref();
-    return this;
-  }
-  sample(): void {
-    const m = process.memoryUsage();
-    if (m.rss > this.peakRss) this.peakRss = m.rss;
-    if (m.heapUsed > this.peakHeapUsed) this.peakHeapUsed = m.heapUsed;
-  }
-  stop(): { peakRssMiB: number; peakHeapUsedMiB: number } {
-    if (this.timer) clearInterval(this.timer);
-    this.sample();
-    return { peakRssMiB: round(this.peakRss / MiB, 1), peakHeapUsedMiB: round(this.peakHeapUsed / MiB, 1) };
-  }
-}
-
 function round(x: number, digits = 0): number {
   const f = 10 ** digits;
   return Math.round(x * f) / f;
 }
 
-/** Sum of all series of a counter or gauge (0 if it does not exist yet). */
-async function metricSum(
-  reg: Registry,
-  name: string,
-  filter?: (labels: Record<string, string | number>) => boolean,
-): Promise<number> {
-  const m = reg.getSingleMetric(name);
-  if (!m) return 0;
-  const data = await m.get();
-  let s = 0;
-  for (const v of data.values) if (!filter || filter(v.labels as Record<string, string | number>)) s += v.value;
-  return s;
+/** The 1-minute load average now (from /proc/loadavg), logged; recorded before each measurement. */
+function loadNow(what: string): number {
+  const l = round(loadavg()[0]!, 2);
+  log(`load average (1 min) before ${what}: ${l}`);
+  return l;
 }
 
-/** Quantiles of a Prometheus histogram (all label sets merged), linear within a bucket. */
-/** Histogram quantiles in ms (rounded), keyed p50, p90, ... */
-async function histogramQuantiles(
-  reg: Registry,
-  name: string,
-  qs: number[],
-): Promise<Record<string, number> | undefined> {
-  const values = await histogramQuantilesOf(reg.getSingleMetric(name), qs);
-  if (values.every((v) => v === undefined)) return undefined;
+/** Histogram quantiles in ms (rounded), keyed p50, p90, ... ; null when the histogram is empty. */
+function histogramMs(samples: readonly PromSample[] | undefined, name: string): Record<string, number> | null {
+  if (!samples) return null;
+  const qs = [0.5, 0.9, 0.99];
+  const values = histogramQuantilesOf(samples, name, qs);
+  if (values.every((v) => v === undefined)) return null;
   const out: Record<string, number> = {};
   qs.forEach((q, i) => {
     const v = values[i];
     if (v !== undefined) out[`p${q * 100}`] = round(v * 1000, 1);
   });
   return out;
-}
-
-/** Event-loop delay summary in ms. */
-function loopDelayMs(eld: IntervalHistogram): { p50: number; p99: number; max: number } {
-  return {
-    p50: round(eld.percentile(50) / 1e6, 1),
-    p99: round(eld.percentile(99) / 1e6, 1),
-    max: round(eld.max / 1e6, 1),
-  };
 }
 
 /** Exact quantiles of a sample (sorted in place). */
@@ -263,58 +251,48 @@ function machine(): Record<string, unknown> {
   };
 }
 
+/** CPU used by this (the bench's) process since `from`, in cores busy on average over `wallSecs`. */
+function benchCpu(from: NodeJS.CpuUsage, wallSecs: number): number {
+  const c = process.cpuUsage(from);
+  return round((c.user + c.system) / 1e6 / wallSecs, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
-// CPU profile of the measured phase
+// CPU profile of the service process (node --cpu-prof, written when it exits)
 
 interface ProfileNode {
   id: number;
   callFrame: { functionName: string; url: string; lineNumber: number };
   hitCount?: number;
-  children?: number[];
 }
 
-class Profiler {
-  private session: Session | undefined;
-  async start(): Promise<void> {
-    this.session = new Session();
-    this.session.connect();
-    await this.session.post('Profiler.enable');
-    await this.session.post('Profiler.setSamplingInterval', { interval: 500 });
-    await this.session.post('Profiler.start');
+/** The top functions and packages by self time of the .cpuprofile files in `dir`. */
+function summarizeProfile(dir: string): { file: string; topFunctions: string[]; byPackage: string[] } | undefined {
+  const files = readdirSync(dir).filter((f) => f.endsWith('.cpuprofile'));
+  if (!files.length) return undefined;
+  const file = join(dir, files[0]!);
+  const profile = JSON.parse(readFileSync(file, 'utf8')) as { nodes: ProfileNode[] };
+  const total = profile.nodes.reduce((n, x) => n + (x.hitCount ?? 0), 0) || 1;
+  const byFn = new Map<string, number>();
+  const byPkg = new Map<string, number>();
+  for (const n of profile.nodes) {
+    const hits = n.hitCount ?? 0;
+    if (!hits) continue;
+    const { functionName, url, lineNumber } = n.callFrame;
+    const f = url.replace(/^file:\/\//, '').replace(/^.*\/(?:work\/main|wt\/[^/]+)\//, '');
+    const key = `${functionName || '(anonymous)'} ${f ? `${f}:${lineNumber + 1}` : ''}`.trim();
+    byFn.set(key, (byFn.get(key) ?? 0) + hits);
+    const pkg =
+      /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1] ??
+      (f === '' ? `(${functionName || 'native'})` : f.startsWith('node:') ? 'node:internal' : f.split('/')[0]!);
+    byPkg.set(pkg, (byPkg.get(pkg) ?? 0) + hits);
   }
-  /** Stops, writes the .cpuprofile, and returns the top functions and packages by self time. */
-  async stop(name: string): Promise<{ file: string; topFunctions: string[]; byPackage: string[] }> {
-    const s = this.session!;
-    const { profile } = (await s.post('Profiler.stop')) as { profile: { nodes: ProfileNode[] } };
-    s.disconnect();
-    const file = join(tmpdir(), `um-bench-${name}-${Date.now()}.cpuprofile`);
-    writeFileSync(file, JSON.stringify(profile));
-    const total = profile.nodes.reduce((n, x) => n + (x.hitCount ?? 0), 0) || 1;
-    const byFn = new Map<string, number>();
-    const byPkg = new Map<string, number>();
-    for (const n of profile.nodes) {
-      const hits = n.hitCount ?? 0;
-      if (!hits) continue;
-      const { functionName, url, lineNumber } = n.callFrame;
-      const file = url.replace(/^file:\/\//, '').replace(/^.*\/work\/main\//, '');
-      const key = `${functionName || '(anonymous)'} ${file ? `${file}:${lineNumber + 1}` : ''}`.trim();
-      byFn.set(key, (byFn.get(key) ?? 0) + hits);
-      const pkg =
-        /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(file)?.[1] ??
-        (file === ''
-          ? `(${functionName || 'native'})`
-          : file.startsWith('node:')
-            ? 'node:internal'
-            : file.split('/')[0]!);
-      byPkg.set(pkg, (byPkg.get(pkg) ?? 0) + hits);
-    }
-    const top = (m: Map<string, number>, k: number) =>
-      [...m]
-        .sort((a, b) => b[1] - a[1])
-        .slice(0, k)
-        .map(([f, h]) => `${((h * 100) / total).toFixed(1).padStart(5)}%  ${f}`);
-    return { file, topFunctions: top(byFn, 25), byPackage: top(byPkg, 15) };
-  }
+  const top = (m: Map<string, number>, k: number) =>
+    [...m]
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, k)
+      .map(([f, h]) => `${((h * 100) / total).toFixed(1).padStart(5)}%  ${f}`);
+  return { file, topFunctions: top(byFn, 25), byPackage: top(byPkg, 15) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -323,6 +301,8 @@ class Profiler {
 interface Bench {
   opts: Options;
   id: string;
+  /** the service's environment, without UM_HTTP_PORT (chosen per start) */
+  serviceEnv: Record<string, string>;
   cfg: AppConfig;
   kafka: Kafka;
   topics: Topics;
@@ -356,16 +336,13 @@ async function setUp(opts: Options, cleanups: Bench['cleanups']): Promise<Bench>
   const id = `bench-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
   const stateDir = mkdtempSync(join(tmpdir(), 'um-bench-state-'));
   cleanups.push(async () => rmSync(stateDir, { recursive: true, force: true }));
-  const passThrough = Object.fromEntries(
-    Object.entries(process.env).filter(
-      ([k]) =>
-        /^(KAFKA_SASL_|KAFKA_SSL)/.test(k) ||
-        ['SCHEMA_REGISTRY_USERNAME', 'SCHEMA_REGISTRY_PASSWORD', 'UM_COMMIT_INTERVAL_MS'].includes(k) ||
-        ['UM_PREFERENCE_CACHE_ENTRIES', 'UM_PROCESSING_GUARANTEE', 'UM_DEFAULT_MODE'].includes(k),
-    ),
+  // the service process gets this process's environment (so UM_*, KAFKA_SASL_* etc. reach it as
+  // usual) plus the settings that make the run isolated
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined),
   );
-  const cfg = loadConfig({
-    ...passThrough,
+  const serviceEnv: Record<string, string> = {
+    ...inherited,
     KAFKA_BROKERS: brokers,
     SCHEMA_REGISTRY_URL: registryUrl,
     UM_APP_ID: id,
@@ -373,10 +350,11 @@ async function setUp(opts: Options, cleanups: Bench['cleanups']): Promise<Bench>
     UM_STATE_DIR: stateDir,
     UM_INSTANCE_ID: `${id}-i1`,
     UM_PARTITIONS: String(opts.partitions),
-    UM_HTTP_PORT: '0',
     UM_HTTP_HOST: '127.0.0.1',
     UM_LOG_LEVEL: opts.logLevel,
-  });
+  };
+  // validated here too, so a bad setting fails before anything is produced
+  const cfg = loadConfig({ ...serviceEnv, UM_HTTP_PORT: '0' });
   const logger = pino({ level: cfg.logLevel, base: { bench: id } }, pino.destination(2));
   const kafka = kafkaFor(cfg, `${id}-bench`);
   const topics = topicNames(cfg.topicPrefix);
@@ -397,23 +375,68 @@ async function setUp(opts: Options, cleanups: Bench['cleanups']): Promise<Bench>
     });
   const serdes = mailSerdes(createRegistryClient({ url: registryUrl }), topics);
   const workload = new Workload({ seed: opts.seed, mailboxes: opts.mailboxes, tenants: opts.tenants });
-  return { opts, id, cfg, kafka, topics, serdes, workload, logger, stateDir, localStack: !!stack, cleanups };
+  return {
+    opts,
+    id,
+    serviceEnv,
+    cfg,
+    kafka,
+    topics,
+    serdes,
+    workload,
+    logger,
+    stateDir,
+    localStack: !!stack,
+    cleanups,
+  };
 }
 
-async function startService(b: Bench): Promise<App> {
-  const app = await startApp(b.cfg, { logger: b.logger, createTopics: true, http: false });
-  b.cleanups.push(async () => {
-    log('closing the service');
-    await app.close();
+interface Service extends ServiceProcess {
+  profileDir: string | undefined;
+  /** throws if the process has exited */
+  assertAlive(): void;
+}
+
+/** Starts `node bin/um.mjs run` with the bench's service environment and a free HTTP port. */
+async function startService(b: Bench): Promise<Service> {
+  const port = await freePort();
+  const profileDir = b.opts.profile ? mkdtempSync(join(tmpdir(), 'um-bench-prof-')) : undefined;
+  let exit: string | undefined;
+  const svc = spawnService({
+    env: { ...b.serviceEnv, UM_HTTP_PORT: String(port) },
+    httpPort: port,
+    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : [],
+    onExit: (code, signal) => {
+      exit = `exited with code ${code}${signal ? ` (${signal})` : ''}`;
+    },
   });
-  return app;
+  log(`service started: pid ${svc.pid}, node bin/um.mjs run, ${svc.url}`);
+  b.cleanups.push(async () => {
+    if (exit) return;
+    log('stopping the service');
+    await svc.stop();
+  });
+  return Object.assign(svc, {
+    profileDir,
+    assertAlive() {
+      if (exit) throw new Error(`the service process ${exit}`);
+    },
+  });
 }
 
-function producerFor(b: Bench): TrafficProducer {
+/** Stops the service (SIGTERM, clean close) and summarizes its CPU profile, if any. */
+async function stopService(svc: Service): Promise<ReturnType<typeof summarizeProfile>> {
+  const t = performance.now();
+  await svc.stop();
+  log(`service stopped in ${((performance.now() - t) / 1000).toFixed(1)}s`);
+  return svc.profileDir ? summarizeProfile(svc.profileDir) : undefined;
+}
+
+function producerFor(b: Bench, topics: Partial<Topics> = {}): TrafficProducer {
   const traffic = new TrafficProducer({
     kafka: b.kafka,
     serdes: b.serdes,
-    topics: b.topics,
+    topics: { ...b.topics, ...topics },
     workload: b.workload,
     logger: b.logger,
   });
@@ -429,20 +452,16 @@ async function waitFor(what: string, timeoutMs: number, cond: () => boolean | Pr
   }
 }
 
-function assertHealthy(app: App): void {
-  if (app.streams.state === 'ERROR' || app.streams.state === 'NOT_RUNNING') {
-    const f = app.streams.failure();
-    throw new Error(`the service stopped (${app.streams.state}): ${f instanceof Error ? f.message : String(f)}`);
-  }
-}
-
-async function processedCounts(reg: Registry, topics: Topics) {
-  const decisions = await metricSum(reg, 'um_decisions_total');
-  const interactions = await metricSum(reg, 'um_interactions_total');
-  const deadMails = await metricSum(reg, 'um_dead_letters_total', (l) => l.topic === topics.mailEvents);
-  const deadInteractions = await metricSum(reg, 'um_dead_letters_total', (l) => l.topic === topics.userInteractions);
+function processedCounts(s: readonly PromSample[], topics: Topics) {
+  const decisions = sumOf(s, 'um_decisions_total');
+  const interactions = sumOf(s, 'um_interactions_total');
+  const deadMails = sumOf(s, 'um_dead_letters_total', (l) => l.topic === topics.mailEvents);
+  const deadInteractions = sumOf(s, 'um_dead_letters_total', (l) => l.topic === topics.userInteractions);
   return { decisions, interactions, deadMails, deadInteractions };
 }
+
+const isRunning = (s: readonly PromSample[]): boolean =>
+  sumOf(s, 'um_instance_state', (l) => l.state === 'RUNNING') === 1;
 
 async function topicEndSum(kafka: Kafka, topics: string[]): Promise<number> {
   const admin = kafka.admin();
@@ -481,53 +500,70 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
   const totalEvents = produced.mails + produced.interactions;
   log(
     `pre-produced ${fmt(produced.mails)} mail events + ${fmt(produced.interactions)} interactions in ${produceSecs.toFixed(1)}s ` +
-      `(${fmt(totalEvents / produceSecs)} events/s produced); starting the service`,
+      `(${fmt(totalEvents / produceSecs)} events/s produced); starting the service process`,
   );
 
-  const mem = new MemorySampler().start();
-  const profiler = opts.profile ? new Profiler() : undefined;
-  await profiler?.start();
-  const cpu0 = process.cpuUsage();
-  t = performance.now();
-  const app = await startService(b);
-  const reg = app.streams.metrics.registry;
-  const startedMs = performance.now() - t;
+  const loadAvg1mBefore = loadNow('the throughput measurement');
+  const benchCpu0 = process.cpuUsage();
+  const svc = await startService(b);
+  t = svc.spawnedAt;
+  let httpUpAt: number | undefined;
   let runningAt: number | undefined;
   let eventsAtRunning = 0;
-  let decisionsAtRunning = 0;
   let restoredAtRunning = 0;
   let firstDecisionAt: number | undefined;
+  let eventsAtFirstDecision = 0;
+  let decisionsAtFirstDecision = 0;
   const perSecond: number[] = [];
   const consumedPerSecond: number[] = [];
-  let lastSecondAt = performance.now();
+  let lastSecondAt = 0;
   let lastSecondEvents = 0;
   let lastSecondConsumed = 0;
-  const eld = monitorEventLoopDelay({ resolution: 10 });
-  eld.enable();
-  let counts = await processedCounts(reg, topics);
+  let samples: PromSample[] | undefined;
+  let counts = { decisions: 0, interactions: 0, deadMails: 0, deadInteractions: 0 };
   const doneEvents = () => counts.decisions + counts.interactions + counts.deadMails + counts.deadInteractions;
   const deadline = Date.now() + opts.timeoutS * 1000;
   let timedOut = false;
   for (;;) {
-    assertHealthy(app);
-    counts = await processedCounts(reg, topics);
+    svc.assertAlive();
+    if (Date.now() > deadline) {
+      timedOut = true;
+      log(`timed out after ${opts.timeoutS}s`);
+      break;
+    }
+    const s = await svc.metrics();
     const now = performance.now();
-    if (firstDecisionAt === undefined && counts.decisions > 0) firstDecisionAt = now;
-    if (runningAt === undefined && app.streams.state === 'RUNNING') {
+    if (!s) {
+      await sleep(50);
+      continue;
+    }
+    samples = s;
+    if (httpUpAt === undefined) {
+      httpUpAt = now;
+      lastSecondAt = now;
+    }
+    counts = processedCounts(s, topics);
+    const events = doneEvents();
+    if (runningAt === undefined && isRunning(s)) {
       runningAt = now;
-      eventsAtRunning = doneEvents();
-      decisionsAtRunning = counts.decisions;
-      restoredAtRunning = app.streams.restoreProgress().reduce((n, p) => n + p.restored, 0);
+      eventsAtRunning = events;
+      restoredAtRunning = sumOf(s, 'um_restore_records_total');
       log(`RUNNING after ${((now - t) / 1000).toFixed(1)}s (${fmt(restoredAtRunning)} records restored)`);
     }
+    if (firstDecisionAt === undefined && counts.decisions > 0) {
+      firstDecisionAt = now;
+      eventsAtFirstDecision = events;
+      decisionsAtFirstDecision = counts.decisions;
+      log(`first decisions after ${((now - t) / 1000).toFixed(1)}s`);
+    }
     if (now - lastSecondAt >= 1000) {
-      const e = doneEvents();
-      const c = await metricSum(reg, 'um_records_consumed_total');
-      perSecond.push(round(((e - lastSecondEvents) * 1000) / (now - lastSecondAt)));
+      const c = sumOf(s, 'um_records_consumed_total');
+      perSecond.push(round(((events - lastSecondEvents) * 1000) / (now - lastSecondAt)));
       consumedPerSecond.push(round(((c - lastSecondConsumed) * 1000) / (now - lastSecondAt)));
       lastSecondConsumed = c;
-      if (perSecond.length % 5 === 0) log(`processed ${fmt(e)} / ${fmt(totalEvents)} (${fmt(perSecond.at(-1)!)} /s)`);
-      lastSecondEvents = e;
+      if (perSecond.length % 5 === 0)
+        log(`processed ${fmt(events)} / ${fmt(totalEvents)} (${fmt(perSecond.at(-1)!)} /s)`);
+      lastSecondEvents = events;
       lastSecondAt = now;
     }
     if (
@@ -535,12 +571,13 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
       counts.interactions + counts.deadInteractions >= produced.interactions
     )
       break;
-    if (Date.now() > deadline) {
-      timedOut = true;
-      log(`timed out after ${opts.timeoutS}s`);
-      break;
+    // poll often until the first decision and near the end (they bound the figures), else every 0.5 s
+    let wait = 50;
+    if (firstDecisionAt !== undefined && now > firstDecisionAt) {
+      const rate = (events - eventsAtFirstDecision) / (now - firstDecisionAt); // per ms
+      wait = rate > 0 ? Math.max(50, Math.min(500, (totalEvents - events) / rate / 2)) : 200;
     }
-    await sleep(50);
+    await sleep(wait);
   }
   const processedAt = performance.now();
   // done when every decision is also on the output topics (acknowledged by the broker)
@@ -550,55 +587,71 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     await admin.connect();
     try {
       const outTopics = [topics.mailDecisions, topics.mailDecisionsShadow];
-      await waitFor('the decisions on the output topics', 120_000, async () => {
-        outputs = 0;
-        for (const tp of outTopics)
-          for (const p of await admin.fetchTopicOffsets(tp)) outputs += Number(p.high) - Number(p.low);
-        return outputs >= counts.decisions;
-      }).catch((e: Error) => log(e.message));
+      await waitFor(
+        'the decisions on the output topics',
+        120_000,
+        async () => {
+          outputs = 0;
+          for (const tp of outTopics)
+            for (const p of await admin.fetchTopicOffsets(tp)) outputs += Number(p.high) - Number(p.low);
+          return outputs >= counts.decisions;
+        },
+        20,
+      ).catch((e: Error) => log(e.message));
     } finally {
       await admin.disconnect();
     }
   }
   const doneAt = performance.now();
-  eld.disable();
-  const cpu = process.cpuUsage(cpu0);
-  const prof = await profiler?.stop('throughput');
-  const memory = mem.stop();
+  svc.proc.sample();
+  const serviceCpuSecs = svc.proc.cpuSeconds;
+  const rssAtDoneMiB = svc.proc.rssMiB;
   const wallSecs = (doneAt - t) / 1000;
-  const runSecs = runningAt !== undefined ? (doneAt - runningAt) / 1000 : wallSecs;
+  const benchCores = benchCpu(benchCpu0, wallSecs);
+  const final = (await svc.metrics()) ?? samples;
+  if (final) counts = processedCounts(final, topics);
+  const prof = await stopService(svc);
   const processed = doneEvents();
-  const afterRunning = processed - eventsAtRunning;
   if (timedOut) outputs = await topicEndSum(b.kafka, [topics.mailDecisions, topics.mailDecisionsShadow]);
   const sortedPs = [...perSecond].sort((a, b) => a - b);
+  const afterFirstSecs = firstDecisionAt !== undefined ? (doneAt - firstDecisionAt) / 1000 : undefined;
+  const afterRunningSecs = runningAt !== undefined ? (doneAt - runningAt) / 1000 : undefined;
   return {
+    loadAvg1mBefore,
     produced: { mails: produced.mails, interactions: produced.interactions, seconds: round(produceSecs, 1) },
     seededPreferences: seeded.preferences,
     timedOut,
-    startAppMs: round(startedMs),
+    service: { command: 'node bin/um.mjs run', pid: svc.pid },
+    secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
     secondsToRunning: runningAt !== undefined ? round((runningAt - t) / 1000, 2) : null,
     restoredRecords: restoredAtRunning,
     secondsToFirstDecision: firstDecisionAt !== undefined ? round((firstDecisionAt - t) / 1000, 2) : null,
     wallSeconds: round(wallSecs, 2),
-    processingSeconds: round(runSecs, 2),
+    secondsAfterFirstDecision: afterFirstSecs !== undefined ? round(afterFirstSecs, 2) : null,
     secondsFromProcessedToOutputsAcked: round((doneAt - processedAt) / 1000, 2),
     eventsProcessed: processed,
     decisions: counts.decisions,
     interactionsProcessed: counts.interactions,
     deadLetters: counts.deadMails + counts.deadInteractions,
     decisionRecordsOnOutputTopics: outputs,
-    eventsPerSec: round(afterRunning / runSecs),
-    decisionsPerSec: round((counts.decisions - decisionsAtRunning) / runSecs),
-    eventsPerSecWallIncludingStart: round(processed / wallSecs),
+    eventsPerSecFromProcessStart: round(processed / wallSecs),
+    eventsPerSecAfterFirstDecision:
+      afterFirstSecs !== undefined ? round((processed - eventsAtFirstDecision) / afterFirstSecs) : null,
+    decisionsPerSecAfterFirstDecision:
+      afterFirstSecs !== undefined ? round((counts.decisions - decisionsAtFirstDecision) / afterFirstSecs) : null,
+    eventsPerSecAfterRunning:
+      afterRunningSecs !== undefined ? round((processed - eventsAtRunning) / afterRunningSecs) : null,
     perSecond: { min: sortedPs[0] ?? 0, median: sortedPs[sortedPs.length >> 1] ?? 0, max: sortedPs.at(-1) ?? 0 },
     processedPerSecondSeries: perSecond,
     consumedPerSecondSeries: consumedPerSecond,
-    eventLoopDelayMs: loopDelayMs(eld),
-    serviceCommitMs: (await histogramQuantiles(reg, 'um_commit_seconds', [0.5, 0.9, 0.99])) ?? null,
-    serviceProduceRequestMs: (await histogramQuantiles(reg, 'um_produce_request_seconds', [0.5, 0.9, 0.99])) ?? null,
-    serviceProcessBatchMs: (await histogramQuantiles(reg, 'um_process_batch_seconds', [0.5, 0.9, 0.99])) ?? null,
-    cpuSecondsPerWallSecond: round((cpu.user + cpu.system) / 1e6 / wallSecs, 2),
-    ...memory,
+    serviceCommitMs: histogramMs(final, 'um_commit_seconds'),
+    serviceProduceRequestMs: histogramMs(final, 'um_produce_request_seconds'),
+    serviceProcessBatchMs: histogramMs(final, 'um_process_batch_seconds'),
+    serviceCpuSeconds: round(serviceCpuSecs, 2),
+    serviceCpuCores: round(serviceCpuSecs / wallSecs, 2),
+    servicePeakRssMiB: round(svc.proc.peakRssMiB, 1),
+    serviceRssAtDoneMiB: round(rssAtDoneMiB, 1),
+    benchCpuCores: benchCores,
     ...(prof ? { profile: prof } : {}),
   };
 }
@@ -606,31 +659,140 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
 // ---------------------------------------------------------------------------------------------
 // latency
 
+const LATENCY_QS = [0.5, 0.9, 0.99, 0.999];
+
+/** A probe consumer (settings from bench/probe.ts) that hands each batch to `onBatch` on arrival. */
+async function startProbe(
+  b: Bench,
+  name: string,
+  topics: string[],
+  onBatch: (topic: string, values: (Buffer | null)[], receivedAt: number) => Promise<void>,
+): Promise<Consumer> {
+  const consumer: Consumer = b.kafka.consumer(probeConsumerConfig(`${b.id}-${name}`));
+  b.cleanups.push(() => consumer.disconnect());
+  let joined = false;
+  consumer.on(consumer.events.GROUP_JOIN, () => {
+    joined = true;
+  });
+  await consumer.connect();
+  await consumer.subscribe({ topics, fromBeginning: true });
+  await consumer.run({
+    ...probeRunConfig(b.opts.partitions * topics.length),
+    eachBatch: async ({ batch }) => {
+      const now = Date.now();
+      await onBatch(
+        batch.topic,
+        batch.messages.map((m) => m.value),
+        now,
+      );
+    },
+  });
+  await waitFor(`the ${name} consumer to join`, 60_000, () => joined);
+  return consumer;
+}
+
+/**
+ * The probe's own delay: the same producer at the same rate, straight to a topic the probe reads,
+ * no service in between. Delay = probe receive - record timestamp (= receivedAt, the produce time).
+ */
+async function probeBaseline(b: Bench): Promise<Record<string, unknown>> {
+  const { opts } = b;
+  const mails = `${b.id}-probe-baseline-mails`;
+  const interactions = `${b.id}-probe-baseline-interactions`;
+  const admin = b.kafka.admin();
+  await admin.connect();
+  try {
+    await admin.createTopics({
+      waitForLeaders: false,
+      topics: [mails, interactions].map((topic) => ({
+        topic,
+        numPartitions: opts.partitions,
+        replicationFactor: b.cfg.replicationFactor,
+      })),
+    });
+    // every partition has a leader (kafkajs' waitForLeaders can fail on a just-created topic)
+    await waitFor('the baseline topics', 30_000, async () => {
+      try {
+        const md = await admin.fetchTopicMetadata({ topics: [mails, interactions] });
+        return md.topics.every(
+          (t) => t.partitions.length === opts.partitions && t.partitions.every((p) => p.leader >= 0),
+        );
+      } catch {
+        return false;
+      }
+    });
+  } finally {
+    await admin.disconnect();
+  }
+  const serde = b.serdes.mailEvents;
+  const cap = Math.ceil(opts.rate * opts.baselineSeconds * 1.5) + 10_000;
+  const delay = new Float64Array(cap);
+  let seen = 0;
+  let start = 0;
+  // the same work per batch as the decision probe: schema look-up, decode, timestamp
+  const consumer = await startProbe(b, 'probe-baseline', [mails], async (topic, values, now) => {
+    await serde.prepare(values);
+    for (const v of values) {
+      if (!v || seen >= cap) continue;
+      const m = serde.deserialize(topic, v);
+      if (m.receivedAt < start) continue;
+      delay[seen++] = now - m.receivedAt;
+    }
+  });
+  const traffic = producerFor(b, { mailEvents: mails, userInteractions: interactions });
+  const loadAvg1mBefore = loadNow('the probe baseline');
+  start = Date.now();
+  log(`probe baseline: producing ${opts.rate} mail events/s for ${opts.baselineSeconds}s straight to the probe`);
+  traffic.start(opts.rate);
+  await sleep(opts.baselineSeconds * 1000);
+  await traffic.stop();
+  const produced = traffic.getStats();
+  await waitFor('the last baseline records', 30_000, () => seen >= produced.mails).catch((e: Error) => log(e.message));
+  await consumer.disconnect();
+  return {
+    loadAvg1mBefore,
+    seconds: opts.baselineSeconds,
+    producedMails: produced.mails,
+    achievedRatePerSec: round(produced.ratePerSec, 1),
+    recordsSeen: seen,
+    probeDelayMs: quantiles(delay.subarray(0, seen), LATENCY_QS),
+  };
+}
+
 async function latency(b: Bench): Promise<Record<string, unknown>> {
   const { opts, topics, serdes } = b;
+  const producer = producerSettings(opts.rate);
+  log(`producer settings: ${JSON.stringify(producer)}`);
+  const baseline = opts.baselineSeconds > 0 ? await probeBaseline(b) : null;
+
   const traffic = producerFor(b);
   const seeded = await traffic.seed(opts.seedFraction);
-  log(`seeded ${seeded.preferences} preference records; starting the service`);
-  const app = await startService(b);
-  const reg = app.streams.metrics.registry;
-  await waitFor('RUNNING', opts.timeoutS * 1000, () => {
-    assertHealthy(app);
-    return app.streams.state === 'RUNNING';
-  });
+  log(`seeded ${seeded.preferences} preference records; starting the service process`);
+  const svc = await startService(b);
+  await waitFor(
+    'the service to be ready',
+    opts.timeoutS * 1000,
+    async () => {
+      svc.assertAlive();
+      return svc.ready();
+    },
+    200,
+  );
   // caught up: the processed count has not moved for a second
   let last = -1;
   await waitFor(
     'the service to catch up',
     opts.timeoutS * 1000,
     async () => {
-      const n = await metricSum(reg, 'um_records_processed_total');
+      svc.assertAlive();
+      const n = sumOf((await svc.metrics()) ?? [], 'um_records_processed_total');
       const same = n === last;
       last = n;
       return same;
     },
     1000,
   );
-  log('service RUNNING and caught up; starting the decision consumer');
+  log('service ready and caught up; starting the probe on the decision topics');
 
   // the probe: a separate consumer of the decision topics, timing each decision as it arrives
   const decisionSerde = serdes.mailDecisions;
@@ -641,27 +803,16 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
   const delivery = new Float64Array(cap);
   const receivedAtOf = new Float64Array(cap);
   let seen = 0;
-  let probeStart = 0;
-  const consumer: Consumer = b.kafka.consumer({
-    groupId: `${b.id}-latency-probe`,
-    maxWaitTimeInMs: 100,
-    allowAutoTopicCreation: false,
-  });
-  b.cleanups.push(() => consumer.disconnect());
-  let joined = false;
-  consumer.on(consumer.events.GROUP_JOIN, () => {
-    joined = true;
-  });
-  await consumer.connect();
-  await consumer.subscribe({ topics: [topics.mailDecisions, topics.mailDecisionsShadow], fromBeginning: true });
-  await consumer.run({
-    eachBatchAutoResolve: true,
-    eachBatch: async ({ batch }) => {
-      const now = Date.now();
-      await decisionSerde.prepare(batch.messages.map((m) => m.value));
-      for (const m of batch.messages) {
-        if (!m.value || seen >= cap) continue;
-        const d: Decision = decisionSerde.deserialize(batch.topic, m.value);
+  let probeStart = Infinity;
+  await startProbe(
+    b,
+    'latency-probe',
+    [topics.mailDecisions, topics.mailDecisionsShadow],
+    async (topic, values, now) => {
+      await decisionSerde.prepare(values);
+      for (const v of values) {
+        if (!v || seen >= cap) continue;
+        const d: Decision = decisionSerde.deserialize(topic, v);
         const receivedAt = d.decidedAt - d.dwellMs;
         if (receivedAt < probeStart) continue;
         endToEnd[seen] = now - receivedAt;
@@ -671,22 +822,19 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
         seen++;
       }
     },
-  });
-  await waitFor('the probe consumer to join', 60_000, () => joined);
+  );
 
-  const eld = monitorEventLoopDelay({ resolution: 10 });
-  const mem = new MemorySampler().start();
-  const profiler = opts.profile ? new Profiler() : undefined;
-  await profiler?.start();
-  const cpu0 = process.cpuUsage();
+  const loadAvg1mBefore = loadNow('the latency measurement');
+  svc.proc.sample();
+  const serviceCpu0 = svc.proc.cpuSeconds;
+  const benchCpu0 = process.cpuUsage();
   probeStart = Date.now();
-  eld.enable();
   log(`producing ${opts.rate} mail events/s for ${opts.seconds}s`);
   traffic.start(opts.rate);
   const t0 = performance.now();
   while (performance.now() - t0 < opts.seconds * 1000) {
     await sleep(Math.min(5000, opts.seconds * 1000 - (performance.now() - t0)));
-    assertHealthy(app);
+    svc.assertAlive();
     log(`${traffic.getStats().mails} mails produced, ${seen} decisions seen`);
   }
   await traffic.stop();
@@ -694,11 +842,12 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
   const producedMails = stats.mails;
   // every decision arrives, within bounds
   await waitFor('the last decisions', 60_000, () => seen >= producedMails).catch((e: Error) => log(e.message));
-  eld.disable();
-  const cpu = process.cpuUsage(cpu0);
   const wall = (performance.now() - t0) / 1000;
-  const prof = await profiler?.stop('latency');
-  const memory = mem.stop();
+  svc.proc.sample();
+  const serviceCpuSecs = svc.proc.cpuSeconds - serviceCpu0;
+  const benchCores = benchCpu(benchCpu0, wall);
+  const final = await svc.metrics();
+  const prof = await stopService(svc);
 
   // steady state: skip the first 5 seconds of production
   const warm = probeStart + 5000;
@@ -718,8 +867,10 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
     const p = quantiles(Float64Array.from(a), [0.99]).p99 ?? 0;
     if (p > worstSecond.p99) worstSecond = { second: s, p99: p };
   }
-  const qs = [0.5, 0.9, 0.99, 0.999];
   return {
+    loadAvg1mBefore,
+    producer,
+    probe: { consumer: probeConsumerConfig('<unique per run>'), run: probeRunConfig(opts.partitions * 2) },
     rate: opts.rate,
     seconds: opts.seconds,
     seededPreferences: seeded.preferences,
@@ -728,18 +879,19 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
     achievedRatePerSec: round(stats.ratePerSec, 1),
     produceErrors: stats.errors,
     decisionsSeen: seen,
-    endToEndDwellMs: quantiles(endToEnd.subarray(0, seen), qs),
-    endToEndDwellSteadyMs: quantiles(steady.subarray(0, ns), qs),
-    serviceDwellMs: quantiles(service.subarray(0, seen), qs),
-    decisionDeliveryMs: quantiles(delivery.subarray(0, seen), qs),
-    serviceDwellHistogramMs: (await histogramQuantiles(reg, 'um_dwell_seconds', [0.5, 0.9, 0.99])) ?? null,
-    serviceProduceRequestMs: (await histogramQuantiles(reg, 'um_produce_request_seconds', [0.5, 0.9, 0.99])) ?? null,
-    serviceProcessBatchMs: (await histogramQuantiles(reg, 'um_process_batch_seconds', [0.5, 0.9, 0.99])) ?? null,
-    serviceCommitMs: (await histogramQuantiles(reg, 'um_commit_seconds', [0.5, 0.9, 0.99])) ?? null,
+    endToEndDwellMs: quantiles(endToEnd.subarray(0, seen), LATENCY_QS),
+    endToEndDwellSteadyMs: quantiles(steady.subarray(0, ns), LATENCY_QS),
+    serviceDwellMs: quantiles(service.subarray(0, seen), LATENCY_QS),
+    probeBaseline: baseline,
+    decisionDeliveryMs: quantiles(delivery.subarray(0, seen), LATENCY_QS),
+    serviceDwellHistogramMs: histogramMs(final, 'um_dwell_seconds'),
+    serviceProduceRequestMs: histogramMs(final, 'um_produce_request_seconds'),
+    serviceProcessBatchMs: histogramMs(final, 'um_process_batch_seconds'),
+    serviceCommitMs: histogramMs(final, 'um_commit_seconds'),
     worstSecondP99Ms: worstSecond,
-    eventLoopDelayMs: loopDelayMs(eld),
-    cpuSecondsPerWallSecond: round((cpu.user + cpu.system) / 1e6 / wall, 2),
-    ...memory,
+    serviceCpuCores: round(serviceCpuSecs / wall, 2),
+    servicePeakRssMiB: round(svc.proc.peakRssMiB, 1),
+    benchCpuCores: benchCores,
     ...(prof ? { profile: prof } : {}),
   };
 }
@@ -772,52 +924,53 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
   const onTopic = await topicEndSum(b.kafka, [topics.userPreferences]);
   log(
     `produced ${fmt(produced.records)} records (${fmt(produced.bytes / MiB, 1)} MiB, avg ${fmt(produced.bytes / produced.records)} B) ` +
-      `in ${produceSecs.toFixed(1)}s; starting the service with an empty state dir`,
+      `in ${produceSecs.toFixed(1)}s; starting the service process with an empty state dir`,
   );
 
-  const mem = new MemorySampler().start();
-  const profiler = opts.profile ? new Profiler() : undefined;
-  await profiler?.start();
-  const cpu0 = process.cpuUsage();
-  t = performance.now();
-  const app = await startService(b);
-  const reg = app.streams.metrics.registry;
-  const startAppMs = performance.now() - t;
+  const loadAvg1mBefore = loadNow('the restore measurement');
+  const benchCpu0 = process.cpuUsage();
+  const svc = await startService(b);
+  t = svc.spawnedAt;
+  let httpUpAt: number | undefined;
   let firstRestoreAt: number | undefined;
   let lastLogAt = performance.now();
-  const restored = () => app.streams.restoreProgress().reduce((n, p) => n + p.restored, 0);
+  let restored = 0;
   await waitFor(
-    'RUNNING',
+    'ready (/readyz 200)',
     opts.timeoutS * 1000,
-    () => {
-      assertHealthy(app);
-      const r = restored();
-      if (firstRestoreAt === undefined && r > 0) firstRestoreAt = performance.now();
-      if (performance.now() - lastLogAt > 5000) {
-        lastLogAt = performance.now();
-        log(`${app.streams.state}: ${fmt(r)} restored`);
+    async () => {
+      svc.assertAlive();
+      const s = await svc.metrics();
+      if (!s) return false;
+      const now = performance.now();
+      httpUpAt ??= now;
+      restored = sumOf(s, 'um_restore_records_total');
+      if (firstRestoreAt === undefined && restored > 0) firstRestoreAt = now;
+      if (now - lastLogAt > 5000) {
+        lastLogAt = now;
+        log(`${fmt(restored)} restored`);
       }
-      return app.streams.state === 'RUNNING';
+      return isRunning(s) && (await svc.ready());
     },
     50,
   );
-  const runningAt = performance.now();
-  const cpu = process.cpuUsage(cpu0);
-  const prof = await profiler?.stop('restore');
-  const memoryToRunning = mem.stop();
-  const secs = (runningAt - t) / 1000;
-  const n = restored();
-  const metricRestored = await metricSum(reg, 'um_restore_records_total');
-  log(`RUNNING after ${secs.toFixed(1)}s: ${fmt(n)} records restored`);
+  const readyAt = performance.now();
+  svc.proc.sample();
+  const secs = (readyAt - t) / 1000;
+  const serviceCpuSecs = svc.proc.cpuSeconds;
+  const peakRssToReady = svc.proc.peakRssMiB;
+  const benchCores = benchCpu(benchCpu0, secs);
+  restored = sumOf((await svc.metrics()) ?? [], 'um_restore_records_total');
+  log(`ready after ${secs.toFixed(1)}s: ${fmt(restored)} records restored`);
 
-  // after RUNNING: does the instance read the topic again as its table source? (bounded)
-  const mem2 = new MemorySampler().start();
-  const consumedOf = () => metricSum(reg, 'um_records_consumed_total', (l) => l.topic === topics.userPreferences);
+  // after ready: does the instance read the topic again as its table source? (bounded)
+  const consumedOf = async () =>
+    sumOf((await svc.metrics()) ?? [], 'um_records_consumed_total', (l) => l.topic === topics.userPreferences);
   let prev = -1;
   let stableFor = 0;
   const t2 = performance.now();
   while (performance.now() - t2 < Math.min(300_000, opts.timeoutS * 1000)) {
-    assertHealthy(app);
+    svc.assertAlive();
     const c = await consumedOf();
     stableFor = c === prev ? stableFor + 1 : 0;
     prev = c;
@@ -826,9 +979,13 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
   }
   const tableSourceSecs = (performance.now() - t2) / 1000;
   const tableConsumed = await consumedOf();
-  const memoryAfter = mem2.stop();
+  svc.proc.sample();
+  const peakRssAfter = svc.proc.peakRssMiB;
+  const rssAfter = svc.proc.rssMiB;
+  const prof = await stopService(svc);
   const stateBytes = dirSize(b.stateDir);
   return {
+    loadAvg1mBefore,
     records: produced.records,
     distinctKeys: Math.min(opts.distinct, opts.records),
     recordsOnTopic: onTopic,
@@ -836,20 +993,22 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
     produceSeconds: round(produceSecs, 1),
     producePerSec: round(produced.records / produceSecs),
     tenantPolicies: policies.policies,
-    startAppMs: round(startAppMs),
+    service: { command: 'node bin/um.mjs run', pid: svc.pid },
+    secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
     secondsToFirstRestored: firstRestoreAt !== undefined ? round((firstRestoreAt - t) / 1000, 2) : null,
-    secondsToRunning: round(secs, 2),
-    restoredRecords: n,
-    restoredRecordsMetric: metricRestored,
-    restoredPerSec: round(n / secs),
+    secondsToReady: round(secs, 2),
+    restoredRecords: restored,
+    restoredPerSecFromProcessStart: round(restored / secs),
     restoredPerSecFromFirstRecord:
-      firstRestoreAt !== undefined ? round(n / ((runningAt - firstRestoreAt) / 1000)) : null,
-    cpuSecondsPerWallSecond: round((cpu.user + cpu.system) / 1e6 / secs, 2),
-    ...memoryToRunning,
-    afterRunning: {
+      firstRestoreAt !== undefined ? round(restored / ((readyAt - firstRestoreAt) / 1000)) : null,
+    serviceCpuCores: round(serviceCpuSecs / secs, 2),
+    servicePeakRssMiBToReady: round(peakRssToReady, 1),
+    benchCpuCores: benchCores,
+    afterReady: {
       tableSourceRecordsConsumed: tableConsumed,
       secondsObserved: round(tableSourceSecs, 1),
-      ...memoryAfter,
+      servicePeakRssMiB: round(peakRssAfter, 1),
+      serviceRssMiB: round(rssAfter, 1),
     },
     stateDirMiB: round(stateBytes / MiB, 1),
     ...(prof ? { profile: prof } : {}),
@@ -867,51 +1026,59 @@ function summary(scenario: Scenario, r: Record<string, unknown>): string {
           .map(([k, v]) => `${k} ${fmt(v, 1)}`)
           .join(' | ')
       : '-';
-  const lines: string[] = [];
+  const lines: string[] = [`load avg (1 min)   ${g('loadAvg1mBefore')} before the measurement`];
   if (scenario === 'throughput') {
     const p = g('produced') as { mails: number; interactions: number };
     const ps = g('perSecond') as { min: number; median: number; max: number };
     lines.push(
       `input              ${fmt(p.mails)} mail events + ${fmt(p.interactions)} interactions, ${fmt(g('seededPreferences'))} seeded preference records`,
-      `time to RUNNING    ${g('secondsToRunning')} s (${fmt(g('restoredRecords'))} records restored)`,
-      `processing         ${fmt(g('eventsProcessed'))} events in ${g('processingSeconds')} s after RUNNING, until every decision is on the output topic (${g('wallSeconds')} s from start)${g('timedOut') ? '  TIMED OUT' : ''}`,
-      `events/s           ${fmt(g('eventsPerSec'))}   (wall incl. start: ${fmt(g('eventsPerSecWallIncludingStart'))}; 1-s windows min/median/max ${fmt(ps.min)}/${fmt(ps.median)}/${fmt(ps.max)})`,
-      `decisions/s        ${fmt(g('decisionsPerSec'))}   (${fmt(g('decisions'))} decisions, ${fmt(g('decisionRecordsOnOutputTopics'))} on the output topics, ${fmt(g('deadLetters'))} dead letters)`,
+      `service            node bin/um.mjs run (pid ${(g('service') as { pid: number }).pid}), its own process`,
+      `start              HTTP up ${g('secondsToHttp')} s, RUNNING ${g('secondsToRunning')} s (${fmt(g('restoredRecords'))} records restored), first decision ${g('secondsToFirstDecision')} s after spawn`,
+      `processing         ${fmt(g('eventsProcessed'))} events, done ${g('wallSeconds')} s after spawn (every decision on the output topic)${g('timedOut') ? '  TIMED OUT' : ''}`,
+      `events/s           ${fmt(g('eventsPerSecFromProcessStart'))} from process start | ${fmt(g('eventsPerSecAfterFirstDecision'))} after the first decision (${g('secondsAfterFirstDecision')} s)`,
+      `decisions/s        ${fmt(g('decisionsPerSecAfterFirstDecision'))} after the first decision   (${fmt(g('decisions'))} decisions, ${fmt(g('decisionRecordsOnOutputTopics'))} on the output topics, ${fmt(g('deadLetters'))} dead letters)`,
+      `1-s windows        min/median/max ${fmt(ps.min)}/${fmt(ps.median)}/${fmt(ps.max)} events/s`,
       `processed per 1 s  ${(g('processedPerSecondSeries') as number[]).map((x) => fmt(x)).join(' ')}`,
-      `consumed per 1 s   ${(g('consumedPerSecondSeries') as number[]).map((x) => fmt(x)).join(' ')}`,
-      `event-loop delay   ${q(g('eventLoopDelayMs'))} ms`,
       `service commit     ${q(g('serviceCommitMs'))} ms per commit (um_commit_seconds)`,
       `service produce    ${q(g('serviceProduceRequestMs'))} ms per produce request (um_produce_request_seconds)`,
       `service batch      ${q(g('serviceProcessBatchMs'))} ms per processed batch (um_process_batch_seconds)`,
-      `process CPU        ${g('cpuSecondsPerWallSecond')} cores busy on average`,
-      `peak RSS / heap    ${fmt(g('peakRssMiB'), 1)} MiB / ${fmt(g('peakHeapUsedMiB'), 1)} MiB`,
+      `service CPU        ${g('serviceCpuCores')} cores on average from spawn to done (${g('serviceCpuSeconds')} s, /proc/<pid>/stat)`,
+      `service RSS        peak ${fmt(g('servicePeakRssMiB'), 1)} MiB (VmHWM), ${fmt(g('serviceRssAtDoneMiB'), 1)} MiB at done`,
+      `bench CPU          ${g('benchCpuCores')} cores (the bench's own process: metrics polling)`,
     );
   } else if (scenario === 'latency') {
+    const base = g('probeBaseline') as { probeDelayMs: Record<string, number>; loadAvg1mBefore: number } | null;
     lines.push(
+      `producer           ${JSON.stringify(g('producer'))}`,
+      `probe consumer     ${JSON.stringify(r.probe)}`,
       `load               ${fmt(g('producedMails'))} mail events + ${fmt(g('producedInteractions'))} interactions at ${fmt(g('achievedRatePerSec'), 1)} mails/s (target ${g('rate')}) for ${g('seconds')} s`,
       `decisions seen     ${fmt(g('decisionsSeen'))}`,
-      `end-to-end dwell   ${q(g('endToEndDwellMs'))} ms`,
+      `1 end-to-end dwell ${q(g('endToEndDwellMs'))} ms (probe receive - receivedAt)`,
       `  after warm-up    ${q(g('endToEndDwellSteadyMs'))} ms (first 5 s excluded)`,
-      `service dwellMs    ${q(g('serviceDwellMs'))} ms (decidedAt - receivedAt)`,
-      `decision delivery  ${q(g('decisionDeliveryMs'))} ms (consumed - decidedAt)`,
+      `2 service dwell    ${q(g('serviceDwellMs'))} ms (Decision.dwellMs = decidedAt - receivedAt)`,
+      `3 probe alone      ${base ? `${q(base.probeDelayMs)} ms (produce -> probe, no service; load avg ${base.loadAvg1mBefore})` : 'not measured (--baseline-seconds 0)'}`,
+      `decision delivery  ${q(g('decisionDeliveryMs'))} ms (probe receive - decidedAt)`,
       `um_dwell_seconds   ${q(g('serviceDwellHistogramMs'))} ms (histogram estimate)`,
       `service produce    ${q(g('serviceProduceRequestMs'))} ms per produce request (um_produce_request_seconds)`,
       `service batch      ${q(g('serviceProcessBatchMs'))} ms per processed batch (um_process_batch_seconds)`,
       `service commit     ${q(g('serviceCommitMs'))} ms per commit (um_commit_seconds)`,
       `worst 1-s window   p99 ${fmt((g('worstSecondP99Ms') as { p99: number }).p99, 1)} ms`,
-      `event-loop delay   ${q(g('eventLoopDelayMs'))} ms (shared by service, producer and probe)`,
-      `process CPU        ${g('cpuSecondsPerWallSecond')} cores busy on average`,
-      `peak RSS / heap    ${fmt(g('peakRssMiB'), 1)} MiB / ${fmt(g('peakHeapUsedMiB'), 1)} MiB`,
+      `service CPU / RSS  ${g('serviceCpuCores')} cores while producing; peak RSS ${fmt(g('servicePeakRssMiB'), 1)} MiB`,
+      `bench CPU          ${g('benchCpuCores')} cores (producer and probe)`,
     );
   } else {
-    const a = g('afterRunning') as { tableSourceRecordsConsumed: number; secondsObserved: number; peakRssMiB: number };
+    const a = g('afterReady') as {
+      tableSourceRecordsConsumed: number;
+      secondsObserved: number;
+      servicePeakRssMiB: number;
+    };
     lines.push(
       `changelog          ${fmt(g('records'))} records (${fmt(g('distinctKeys'))} keys, avg ${g('avgRecordBytes')} B), produced at ${fmt(g('producePerSec'))} /s`,
-      `time to RUNNING    ${g('secondsToRunning')} s (startApp returned after ${fmt(g('startAppMs'))} ms, first record restored at ${g('secondsToFirstRestored')} s)`,
-      `restored           ${fmt(g('restoredRecords'))} records: ${fmt(g('restoredPerSec'))} records/s (${fmt(g('restoredPerSecFromFirstRecord'))} /s from the first record)`,
-      `process CPU        ${g('cpuSecondsPerWallSecond')} cores busy on average`,
-      `peak RSS / heap    ${fmt(g('peakRssMiB'), 1)} MiB / ${fmt(g('peakHeapUsedMiB'), 1)} MiB until RUNNING; ${fmt(a.peakRssMiB, 1)} MiB after`,
-      `after RUNNING      ${fmt(a.tableSourceRecordsConsumed)} user-preferences records consumed as table source within ${a.secondsObserved} s`,
+      `time to ready      ${g('secondsToReady')} s after spawn (HTTP up ${g('secondsToHttp')} s, first record restored ${g('secondsToFirstRestored')} s)`,
+      `restored           ${fmt(g('restoredRecords'))} records: ${fmt(g('restoredPerSecFromProcessStart'))} records/s from process start (${fmt(g('restoredPerSecFromFirstRecord'))} /s from the first record)`,
+      `service CPU        ${g('serviceCpuCores')} cores on average until ready`,
+      `service RSS        peak ${fmt(g('servicePeakRssMiBToReady'), 1)} MiB until ready; peak ${fmt(a.servicePeakRssMiB, 1)} MiB after`,
+      `after ready        ${fmt(a.tableSourceRecordsConsumed)} user-preferences records consumed as table source within ${a.secondsObserved} s`,
       `state dir          ${fmt(g('stateDirMiB'), 1)} MiB on disk`,
     );
   }
@@ -919,7 +1086,7 @@ function summary(scenario: Scenario, r: Record<string, unknown>): string {
   if (prof)
     lines.push(
       '',
-      `CPU profile: ${prof.file}`,
+      `CPU profile of the service process (whole lifetime): ${prof.file}`,
       'self time by package/file:',
       ...prof.byPackage.map((l) => `  ${l}`),
       'top functions (self time):',
@@ -952,19 +1119,22 @@ async function main(): Promise<number> {
     const result = await run(b);
     const { profile, ...figures } = result as { profile?: unknown } & Record<string, unknown>;
     const line = {
+      schemaVersion: RESULTS_SCHEMA_VERSION,
       scenario: opts.scenario,
       loadAvg1mAtStart: load0,
+      loadAvg1mBeforeMeasurement: figures.loadAvg1mBefore,
       command: `npx tsx bench/run.ts ${process.argv.slice(2).join(' ')}`.trim(),
       date: started.toISOString(),
       machine: machine(),
       cluster: b.localStack ? 'local stack (1 KRaft broker + Apicurio, loopback)' : 'KAFKA_BROKERS',
+      service: 'node bin/um.mjs run (own process)',
       partitions: opts.partitions,
       options: { ...opts, record: undefined, profile: opts.profile || undefined },
       figures,
       ...(profile ? { profile } : {}),
     };
     const text = summary(opts.scenario, result);
-    process.stdout.write(`\n== ${opts.scenario} == ${line.command}\n${text}\n\n`);
+    process.stdout.write(`\n== ${opts.scenario} == ${line.command}  (${line.date})\n${text}\n\n`);
     if (opts.record) {
       appendFileSync(RESULTS, `${JSON.stringify(line)}\n`);
       log(`appended to ${RESULTS}`);

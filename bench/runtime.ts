@@ -11,7 +11,7 @@
  * Uses KAFKA_BROKERS if set, else starts the local Kafka from scripts/kafka.
  */
 import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, totalmem, tmpdir } from 'node:os';
+import { cpus, loadavg, totalmem, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { Kafka, logLevel } from 'kafkajs';
@@ -109,6 +109,8 @@ const produceMs = await produceAll(input, RECORDS, (i) => {
   return { key: `key-${k}`, value: JSON.stringify({ seq }) };
 });
 console.log(`produced ${RECORDS} records in ${produceMs} ms`);
+const loadAvg1mBefore = Math.round(loadavg()[0]! * 100) / 100;
+console.log(`load average (1 min) before the measurements: ${loadAvg1mBefore}`);
 const appId = `bench-rt-${run}`;
 const s = app(appId);
 const tStart = Date.now();
@@ -158,7 +160,10 @@ clearInterval(sampler);
 console.log(`peak RSS ${(peakRss / 1048576).toFixed(0)} MiB`);
 
 const result = {
+  // the layout version of a bench/results.jsonl line (see bench/run.ts)
+  schemaVersion: 2,
   bench: 'runtime',
+  loadAvg1mBefore,
   date: new Date().toISOString(),
   command: `npx tsx bench/runtime.ts ${process.argv.slice(2).join(' ')}`.trim(),
   machine: { cpus: cpus().length, memGiB: Math.round(totalmem() / 2 ** 30) },
