@@ -132,43 +132,47 @@ describe('Workload', () => {
     for (const t of w.tenantPolicies()) expect(policyType.isValid(t)).toBe(true);
   });
 
-  it('seeds version-1 preferences for about the requested share of mailboxes, within the limits', () => {
-    const prefs = w.seedPreferences(0.5, T0);
-    expect(prefs.length / w.mailboxIds.length).toBeGreaterThan(0.47);
-    expect(prefs.length / w.mailboxIds.length).toBeLessThan(0.53);
-    expect(new Set(prefs.map((p) => p.mailboxId)).size).toBe(prefs.length);
-    const tenants = new Set(w.tenantIds);
-    for (const p of prefs) {
-      expect(p.version).toBe(1);
-      expect(tenants.has(p.tenantId)).toBe(true);
-      expect(p.entries.length).toBeGreaterThanOrEqual(3);
-      expect(p.entries.length).toBeLessThanOrEqual(8);
-      expect(p.entries.filter((e) => e.scope === 'ADDRESS').length).toBeLessThanOrEqual(MAX_ADDRESS_ENTRIES);
-      expect(p.entries.filter((e) => e.scope === 'DOMAIN').length).toBeLessThanOrEqual(MAX_DOMAIN_ENTRIES);
-      expect(new Set(p.entries.map((e) => `${e.scope}:${e.key}`)).size).toBe(p.entries.length);
-      for (const e of p.entries) {
-        expect(e.key).toBe(e.key.toLowerCase());
-        expect(e.scope === 'ADDRESS').toBe(e.key.includes('@'));
-        expect(e.firstSeenAt).toBeLessThanOrEqual(e.updatedAt);
-        expect(e.updatedAt).toBeLessThanOrEqual(p.updatedAt);
-        if (e.source === 'EXPLICIT') {
-          expect(e.expiresAt).toBeNull();
-          expect(e.evidence).toBe(1);
-        } else {
-          // learning infers only SAFE (REPLIED) and JUNK, for addresses
-          expect(e.scope).toBe('ADDRESS');
-          expect(['SAFE', 'JUNK']).toContain(e.verdict);
-          expect(e.evidence).toBeGreaterThanOrEqual(1);
-          expect(e.expiresAt).toBe(e.updatedAt + INFERRED_EXPIRY_MS);
-          expect(e.expiresAt!).toBeGreaterThan(T0);
+  it(
+    'seeds version-1 preferences for about the requested share of mailboxes, within the limits',
+    { timeout: 60_000 },
+    () => {
+      const prefs = w.seedPreferences(0.5, T0);
+      expect(prefs.length / w.mailboxIds.length).toBeGreaterThan(0.47);
+      expect(prefs.length / w.mailboxIds.length).toBeLessThan(0.53);
+      expect(new Set(prefs.map((p) => p.mailboxId)).size).toBe(prefs.length);
+      const tenants = new Set(w.tenantIds);
+      for (const p of prefs) {
+        expect(p.version).toBe(1);
+        expect(tenants.has(p.tenantId)).toBe(true);
+        expect(p.entries.length).toBeGreaterThanOrEqual(3);
+        expect(p.entries.length).toBeLessThanOrEqual(8);
+        expect(p.entries.filter((e) => e.scope === 'ADDRESS').length).toBeLessThanOrEqual(MAX_ADDRESS_ENTRIES);
+        expect(p.entries.filter((e) => e.scope === 'DOMAIN').length).toBeLessThanOrEqual(MAX_DOMAIN_ENTRIES);
+        expect(new Set(p.entries.map((e) => `${e.scope}:${e.key}`)).size).toBe(p.entries.length);
+        for (const e of p.entries) {
+          expect(e.key).toBe(e.key.toLowerCase());
+          expect(e.scope === 'ADDRESS').toBe(e.key.includes('@'));
+          expect(e.firstSeenAt).toBeLessThanOrEqual(e.updatedAt);
+          expect(e.updatedAt).toBeLessThanOrEqual(p.updatedAt);
+          if (e.source === 'EXPLICIT') {
+            expect(e.expiresAt).toBeNull();
+            expect(e.evidence).toBe(1);
+          } else {
+            // learning infers only SAFE (REPLIED) and JUNK, for addresses
+            expect(e.scope).toBe('ADDRESS');
+            expect(['SAFE', 'JUNK']).toContain(e.verdict);
+            expect(e.evidence).toBeGreaterThanOrEqual(1);
+            expect(e.expiresAt).toBe(e.updatedAt + INFERRED_EXPIRY_MS);
+            expect(e.expiresAt!).toBeGreaterThan(T0);
+          }
+          if (e.scope === 'DOMAIN') expect(['SAFE', 'JUNK']).toContain(e.verdict);
         }
-        if (e.scope === 'DOMAIN') expect(['SAFE', 'JUNK']).toContain(e.verdict);
       }
-    }
-    const sources = new Set(prefs.flatMap((p) => p.entries.map((e) => `${e.source}/${e.verdict}`)));
-    for (const k of ['EXPLICIT/SAFE', 'EXPLICIT/PROMOTIONS', 'EXPLICIT/JUNK', 'INFERRED/SAFE', 'INFERRED/JUNK'])
-      expect(sources.has(k)).toBe(true);
-  });
+      const sources = new Set(prefs.flatMap((p) => p.entries.map((e) => `${e.source}/${e.verdict}`)));
+      for (const k of ['EXPLICIT/SAFE', 'EXPLICIT/PROMOTIONS', 'EXPLICIT/JUNK', 'INFERRED/SAFE', 'INFERRED/JUNK'])
+        expect(sources.has(k)).toBe(true);
+    },
+  );
 
   it('restore records repeat keys with increasing versions', () => {
     const recs = [...w.restorePreferences(10, 4, T0)];
