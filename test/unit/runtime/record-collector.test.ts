@@ -27,7 +27,7 @@ interface Written {
 }
 
 class KafkaJSProtocolErrorLike extends Error {
-  readonly name = 'KafkaJSProtocolError';
+  override readonly name = 'KafkaJSProtocolError';
   constructor(
     readonly type: string,
     readonly retriable: boolean,
