@@ -22,8 +22,14 @@
  * - Anything else (authorization, a topic that is gone...) fails the collector with a StreamsError
  *   whose code says what happened; `send`, `flush` and `flushUpTo` then throw it.
  */
-import { ConfigResourceTypes } from 'kafkajs';
-import type { Admin, Producer, Message, TopicMessages, RecordMetadata as KafkaRecordMetadata } from 'kafkajs';
+import type {
+  Admin,
+  ConfigResourceTypes,
+  Producer,
+  Message,
+  TopicMessages,
+  RecordMetadata as KafkaRecordMetadata,
+} from 'kafkajs';
 import { StreamsError } from './errors.js';
 import { tpKey } from './state/checkpoint.js';
 
@@ -78,6 +84,10 @@ export class MemoryRecordCollector implements RecordCollector {
 // ---------------------------------------------------------------------------------------------
 // sizes
 
+// kafkajs' ConfigResourceTypes values (its enum is not a named export Node's ESM loader can see)
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+const BROKER_RESOURCE = 4 as ConfigResourceTypes;
+
 /** Kafka's default `message.max.bytes` (1 MiB + the 12-byte log overhead). */
 export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
 /** The record batch header (v2), counted against `max.message.bytes` with the records. */
@@ -97,38 +107,67 @@ export function recordSizeUpperBound(r: Pick<OutgoingRecord, 'key' | 'value' | '
   return n;
 }
 
+/** What the broker accepts for one topic. */
+export interface TopicLimit {
+  /** `max.message.bytes`: the largest record batch of one partition */
+  maxMessageBytes: number;
+  /**
+   * With `message.timestamp.type=CreateTime`: how far a record's timestamp may be ahead of / behind
+   * the broker's clock (`message.timestamp.after.max.ms`, `message.timestamp.before.max.ms`).
+   */
+  timestampAfterMaxMs?: number;
+  timestampBeforeMaxMs?: number;
+}
+
+const LIMIT_CONFIGS = [
+  'max.message.bytes',
+  'message.timestamp.type',
+  'message.timestamp.after.max.ms',
+  'message.timestamp.before.max.ms',
+];
+
 /**
- * Per-topic `max.message.bytes`: what the broker accepts in one partition's record batch.
- * `fromAdmin` reads it for the topics the runtime writes (the topic's effective value, which is
- * the broker's `message.max.bytes` unless the topic overrides it).
+ * Per-topic limits the broker applies to produced records. `fromAdmin` reads them for the topics
+ * the runtime writes (the topic's effective values: the broker's unless the topic overrides them).
  */
 export class TopicLimits {
-  private readonly byTopic: Map<string, number>;
+  private readonly byTopic: Map<string, TopicLimit>;
   constructor(
-    byTopic: ReadonlyMap<string, number> = new Map(),
-    /** for topics not described */
+    byTopic: ReadonlyMap<string, number | TopicLimit> = new Map(),
+    /** `max.message.bytes` of topics not described */
     public defaultBytes = DEFAULT_MAX_MESSAGE_BYTES,
-    private readonly loader?: (topics: string[]) => Promise<ReadonlyMap<string, number>>,
+    private readonly loader?: (topics: string[]) => Promise<ReadonlyMap<string, TopicLimit>>,
   ) {
-    this.byTopic = new Map(byTopic);
+    this.byTopic = new Map(
+      [...byTopic].map(([t, l]) => [t, typeof l === 'number' ? { maxMessageBytes: l } : l] as const),
+    );
   }
 
+  /** `max.message.bytes` of the topic */
   get(topic: string): number {
-    return this.byTopic.get(topic) ?? this.defaultBytes;
+    return this.byTopic.get(topic)?.maxMessageBytes ?? this.defaultBytes;
+  }
+
+  /** Whether the broker would refuse this timestamp (INVALID_TIMESTAMP), by our clock. */
+  timestampRefused(topic: string, timestamp: number, now = Date.now()): boolean {
+    const l = this.byTopic.get(topic);
+    if (!l) return false;
+    if (l.timestampAfterMaxMs !== undefined && timestamp - now > l.timestampAfterMaxMs) return true;
+    return l.timestampBeforeMaxMs !== undefined && now - timestamp > l.timestampBeforeMaxMs;
   }
 
   /** Reads the limits again (a topic's config may have changed); keeps the old ones on failure. */
   async refresh(topics: string[]): Promise<void> {
     if (!this.loader) return;
     try {
-      for (const [t, n] of await this.loader(topics)) this.byTopic.set(t, n);
+      for (const [t, l] of await this.loader(topics)) this.byTopic.set(t, l);
     } catch {
       // the old limits stay; splitting still gets the request through
     }
   }
 
   static async fromAdmin(admin: Admin, topics: string[]): Promise<TopicLimits> {
-    const load = (ts: string[]) => describeMaxMessageBytes(admin, ts);
+    const load = (ts: string[]) => describeLimits(admin, ts);
     let defaultBytes = DEFAULT_MAX_MESSAGE_BYTES;
     try {
       const { brokers } = await admin.describeCluster();
@@ -136,7 +175,7 @@ export class TopicLimits {
       if (b) {
         const r = await admin.describeConfigs({
           includeSynonyms: false,
-          resources: [{ type: ConfigResourceTypes.BROKER, name: String(b.nodeId), configNames: ['message.max.bytes'] }],
+          resources: [{ type: BROKER_RESOURCE, name: String(b.nodeId), configNames: ['message.max.bytes'] }],
         });
         const v = Number(r.resources[0]?.configEntries.find((e) => e.configName === 'message.max.bytes')?.configValue);
         if (Number.isFinite(v) && v > 0) defaultBytes = v;
@@ -148,19 +187,26 @@ export class TopicLimits {
   }
 }
 
-async function describeMaxMessageBytes(admin: Admin, topics: string[]): Promise<Map<string, number>> {
+async function describeLimits(admin: Admin, topics: string[]): Promise<Map<string, TopicLimit>> {
   const r = await admin.describeConfigs({
     includeSynonyms: false,
-    resources: [...new Set(topics)].map((name) => ({
-      type: ConfigResourceTypes.TOPIC,
-      name,
-      configNames: ['max.message.bytes'],
-    })),
+    resources: [...new Set(topics)].map((name) => ({ type: TOPIC_RESOURCE, name, configNames: LIMIT_CONFIGS })),
   });
-  const out = new Map<string, number>();
+  const out = new Map<string, TopicLimit>();
   for (const res of r.resources) {
-    const v = Number(res.configEntries.find((e) => e.configName === 'max.message.bytes')?.configValue);
-    if (res.errorCode === 0 && Number.isFinite(v) && v > 0) out.set(res.resourceName, v);
+    if (res.errorCode !== 0) continue;
+    const value = (name: string) => res.configEntries.find((e) => e.configName === name)?.configValue;
+    const bytes = Number(value('max.message.bytes'));
+    if (!Number.isFinite(bytes) || bytes <= 0) continue;
+    const l: TopicLimit = { maxMessageBytes: bytes };
+    if (value('message.timestamp.type') !== 'LogAppendTime') {
+      // Long.MAX_VALUE (no limit) parses to a float above any timestamp difference
+      const after = Number(value('message.timestamp.after.max.ms'));
+      const before = Number(value('message.timestamp.before.max.ms'));
+      if (Number.isFinite(after) && after < Number.MAX_SAFE_INTEGER) l.timestampAfterMaxMs = after;
+      if (Number.isFinite(before) && before < Number.MAX_SAFE_INTEGER) l.timestampBeforeMaxMs = before;
+    }
+    out.set(res.resourceName, l);
   }
   return out;
 }
@@ -252,10 +298,13 @@ export interface KafkaRecordCollectorOptions {
   retryBackoffMs?: number;
   maxRetryBackoffMs?: number;
   /**
-   * Gives the producer a new identity (the idempotent producer's id and sequence numbers) after
-   * a request was refused part-way; default: disconnect and connect it again.
+   * A producer with a new identity (idempotent producer id, sequence numbers from 0), for when
+   * the old one's sequence numbers are out of step with the broker's (after a refused request
+   * was split, or OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID). The caller disconnects the
+   * old one. Without it the same producer is used again (right for a non-idempotent producer;
+   * kafkajs keeps an idempotent producer's id across disconnect/connect).
    */
-  resetProducer?: () => Promise<void>;
+  resetProducer?: () => Promise<Producer | undefined | void>;
   compression?: number;
   onSent?: (count: number, ms: number) => void;
   /** a record went to the dead-letter topic instead of `topic` */
@@ -275,10 +324,23 @@ interface Entry {
   deadLetter?: boolean;
 }
 
+/** Records grouped by topic and explicit partition (undefined: one group per topic), in order. */
+function byPartition(batch: Entry[]): Entry[][] {
+  const groups = new Map<string, Entry[]>();
+  for (const e of batch) {
+    const k = `${e.record.topic}\u0000${e.record.partition ?? '*'}`;
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = []));
+    g.push(e);
+  }
+  return [...groups.values()];
+}
+
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class KafkaRecordCollector implements RecordCollector {
   private buffer: Entry[] = [];
+  private producer: Producer;
   private sending: Promise<void> | undefined;
   private failure: StreamsError | undefined;
   private closed = false;
@@ -297,6 +359,7 @@ export class KafkaRecordCollector implements RecordCollector {
   readonly stats = { requests: 0, splits: 0, resets: 0, retries: 0, deadLetters: 0, dropped: 0 };
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
+    this.producer = opts.producer;
     this.maxBatch = opts.maxBatchRecords ?? 10_000;
     this.maxRequestBytes = opts.maxRequestBytes ?? 900 * 1024;
     this.maxBuffered = opts.maxBufferedRecords ?? 50_000;
@@ -327,6 +390,13 @@ export class KafkaRecordCollector implements RecordCollector {
           `a record for ${record.topic} has ${bytes} bytes, the topic takes at most ${limit} (and no dead-letter topic is set)`,
         );
       entry = this.deadLetter(entry, 'RECORD_TOO_LARGE', `record of ${bytes} bytes, topic limit ${limit}`, limit);
+    } else if (this.opts.dlqTopic !== undefined && this.limits.timestampRefused(record.topic, record.timestamp)) {
+      entry = this.deadLetter(
+        entry,
+        'RECORD_TIMESTAMP_INVALID',
+        `timestamp ${record.timestamp} is outside the topic's message.timestamp.after/before.max.ms`,
+        limit,
+      );
     }
     this.buffer.push(entry);
     this.sent++;
@@ -365,6 +435,7 @@ export class KafkaRecordCollector implements RecordCollector {
       if (this.opts.applicationId) headers['dlq.application.id'] = this.opts.applicationId;
     }
     headers['dlq.record.bytes'] = String(entry.bytes);
+    headers['dlq.record.timestamp'] = String(r.timestamp);
     headers['dlq.limit.bytes'] = String(limit);
     const out: OutgoingRecord = {
       topic: dlq,
@@ -406,6 +477,10 @@ export class KafkaRecordCollector implements RecordCollector {
       const batch = this.buffer.splice(0, n);
       try {
         await this.deliver(batch);
+        // counted when the whole batch is through: its parts may be written out of order when a
+        // refused request is split by partition (`mark()` positions are in send order)
+        this.acked += batch.length;
+        for (const e of batch) this.unackedBytes -= e.accounted;
       } catch (e) {
         this.failure ??= e instanceof StreamsError ? e : new StreamsError('PRODUCE_FAILED', describe(e), { cause: e });
         throw this.failure;
@@ -461,12 +536,21 @@ export class KafkaRecordCollector implements RecordCollector {
         const f = classifyProduceError(e);
         if (f.kind === 'record') {
           if (batch.length > 1) {
-            // the broker refused some partition's batch; others in the request may have been
-            // written, with sequence numbers kafkajs has rolled back: start a new producer identity
             this.stats.splits++;
-            await this.reset();
             if (f.code === 'RECORD_TOO_LARGE')
               await this.limits.refresh([...new Set(batch.map((b) => b.record.topic))]);
+            const groups = byPartition(batch);
+            if (groups.length > 1) {
+              // the broker refused some partition's batch and may have written the others, whose
+              // sequence numbers kafkajs has rolled back: each partition's records again, alone, are
+              // the same batches (same sequence numbers), which the broker recognises as duplicates
+              for (const g of groups) await this.deliver(g);
+              return;
+            }
+            // one partition: nothing of it was written, halves keep the sequence numbers in step;
+            // records left to the producer's partitioner may span partitions some of which were
+            // written: halves would be out of sequence there, so the producer gets a new identity
+            if (batch[0]!.record.partition === undefined) await this.reset();
             const mid = Math.ceil(batch.length / 2);
             await this.deliver(batch.slice(0, mid));
             await this.deliver(batch.slice(mid));
@@ -481,7 +565,6 @@ export class KafkaRecordCollector implements RecordCollector {
             // a dead letter the broker refuses too: dropped, counted, never retried forever
             this.stats.dropped++;
             this.opts.onDropped?.(only.record.topic, f.code);
-            this.ack(batch, []);
             return;
           }
           if (f.code === 'RECORD_TOO_LARGE') await this.limits.refresh([only.record.topic]);
@@ -521,9 +604,8 @@ export class KafkaRecordCollector implements RecordCollector {
 
   private async reset(): Promise<void> {
     this.stats.resets++;
-    if (this.opts.resetProducer) return this.opts.resetProducer();
-    await this.opts.producer.disconnect();
-    await this.opts.producer.connect();
+    const p = await this.opts.resetProducer?.();
+    if (p) this.producer = p;
   }
 
   private async produce(batch: Entry[]): Promise<void> {
@@ -539,7 +621,7 @@ export class KafkaRecordCollector implements RecordCollector {
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     const t0 = performance.now();
     this.stats.requests++;
-    const result = await this.opts.producer.sendBatch({
+    const result = await this.producer.sendBatch({
       topicMessages,
       acks: -1,
       ...(this.opts.compression !== undefined ? { compression: this.opts.compression } : {}),
@@ -563,9 +645,6 @@ export class KafkaRecordCollector implements RecordCollector {
       const last = Number(md.baseOffset) + n - 1;
       if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
     }
-    // one request in flight and batches taken in order: acknowledgements come in send order
-    this.acked += batch.length;
-    for (const e of batch) this.unackedBytes -= e.accounted;
   }
 
   async flush(): Promise<void> {

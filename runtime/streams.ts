@@ -176,13 +176,17 @@ export class KafkaStreams {
       await this.initSerdes();
       // producing (issue 7): idempotent, one request in flight, requests capped by the topics'
       // max.message.bytes; records the broker cannot take go to the dead-letter topic
-      this.producer = this.kafka.producer({
-        allowAutoTopicCreation: false,
-        idempotent: true,
-        maxInFlightRequests: 1,
-        retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
-      });
-      await this.producer.connect();
+      const newProducer = async (): Promise<Producer> => {
+        const p = this.kafka.producer({
+          allowAutoTopicCreation: false,
+          idempotent: true,
+          maxInFlightRequests: 1,
+          retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
+        });
+        await p.connect();
+        return p;
+      };
+      this.producer = await newProducer();
       const producedTopics = [
         ...this.topology.sinkTopics(),
         ...this.topology
@@ -202,6 +206,12 @@ export class KafkaStreams {
         onDeadLetter: (topic, code) => {
           this.metrics.deadLetters.inc({ topic, code });
           this.logger.warn({ topic, code }, 'record sent to the dead-letter topic instead');
+        },
+        resetProducer: async () => {
+          const old = this.producer;
+          this.producer = await newProducer();
+          await old?.disconnect().catch(() => undefined);
+          return this.producer;
         },
         onDropped: (topic, code) => this.logger.error({ topic, code }, 'dead letter refused by the broker: dropped'),
         onRetry: (e, attempt) =>

@@ -250,11 +250,65 @@ describe('KafkaRecordCollector', () => {
     expect(deadLetters).toEqual([['out', 'RECORD_TOO_LARGE']]);
     expect(fake.log('dlq')[0]!.headers['dlq.error.code']).toBe('RECORD_TOO_LARGE');
     expect(c.stats.splits).toBeGreaterThan(0);
-    // every split started a new producer identity (kafkajs rolled the sequence numbers back)
-    expect(fake.disconnects).toBe(c.stats.resets);
-    expect(fake.connects).toBe(c.stats.resets);
+    // one partition: halves keep the sequence numbers in step, no new producer needed
+    expect(c.stats.resets).toBe(0);
     for (const r of fake.requests)
       for (const bytes of r.perPartitionBytes.values()) expect(bytes).toBeLessThanOrEqual(8 * 1024);
+  });
+
+  it('splits a refused request spanning partitions by partition first, each partition in order', async () => {
+    const fake = new FakeProducer();
+    fake.brokerLimit.set('out', 8 * 1024);
+    const { c, deadLetters } = collector(fake);
+    // partition 0: 4 small records; partition 1: 12 x 1 KiB (over the broker's 8 KiB)
+    for (let i = 0; i < 16; i++) c.send(rec('out', i, i % 4 === 0 ? 10 : 1000, i % 4 === 0 ? 0 : 1));
+    await c.flush();
+    expect(deadLetters).toEqual([]);
+    expect(fake.log('out', 0).map(seqOf)).toEqual([0, 4, 8, 12]);
+    expect(fake.log('out', 1).map(seqOf)).toEqual([...Array(16).keys()].filter((i) => i % 4 !== 0));
+    // after the refusal: partition 0 alone, then partition 1 in halves
+    expect(fake.requests.map((r) => [...r.perPartitionBytes.keys()].join())).toEqual(['out:0', 'out:1', 'out:1']);
+    expect(c.stats.resets).toBe(0);
+    expect(c.ackedOffsets().get('out:1')).toBe(11);
+  });
+
+  it('gets a new producer from resetProducer when a refused request has records left to the partitioner', async () => {
+    const fake = new FakeProducer();
+    fake.brokerLimit.set('out', 8 * 1024);
+    const second = new FakeProducer();
+    second.brokerLimit.set('out', 8 * 1024);
+    let resets = 0;
+    const { c } = collector(fake, {
+      resetProducer: async () => {
+        resets++;
+        return second as unknown as Producer;
+      },
+    });
+    for (let i = 0; i < 12; i++) c.send(rec('out', i, 1000, null));
+    await c.flush();
+    expect(resets).toBe(1);
+    expect(fake.log('out')).toEqual([]);
+    expect(second.log('out').map(seqOf)).toEqual([...Array(12).keys()]);
+  });
+
+  it("dead-letters a record whose timestamp the topic's timestamp window refuses, with the current time", async () => {
+    const fake = new FakeProducer();
+    const { c, deadLetters } = collector(fake, {
+      limits: new TopicLimits(new Map([['out', { maxMessageBytes: 1_000_000, timestampAfterMaxMs: 3_600_000 }]])),
+    });
+    const now = Date.now();
+    const ahead = rec('out', 1, 10);
+    ahead.timestamp = now + 2 * 3_600_000;
+    const fine = rec('out', 2, 10);
+    fine.timestamp = now + 1000;
+    c.send(ahead);
+    c.send(fine);
+    await c.flush();
+    expect(deadLetters).toEqual([['out', 'RECORD_TIMESTAMP_INVALID']]);
+    expect(fake.log('out').map(seqOf)).toEqual([2]);
+    const dl = fake.log('dlq')[0]!;
+    expect(dl.headers['dlq.record.timestamp']).toBe(String(ahead.timestamp));
+    expect(Math.abs(Number(dl.timestamp) - now)).toBeLessThan(10_000);
   });
 
   it('dead-letters a record the broker refuses as invalid (INVALID_RECORD)', async () => {
