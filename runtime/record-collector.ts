@@ -5,8 +5,31 @@
  * collected even when a request is retried (kafkajs does not guarantee order across concurrent
  * requests). `flush()` resolves when every record collected so far is acknowledged (acks=all);
  * the offsets acknowledged per partition feed the changelog checkpoints.
+ *
+ * Limits and errors:
+ * - A request is capped by bytes as well as records: every partition's part of it stays within its
+ *   topic's `max.message.bytes` (the broker checks each partition's record batch against it), and
+ *   the whole request within `maxRequestBytes`. Sizes are upper bounds of the uncompressed record
+ *   batch encoding, so the broker never sees a batch bigger than the estimate.
+ * - A record that alone exceeds its topic's limit is not sent: a dead letter takes its place (same
+ *   key, null value, headers saying why) and `onDeadLetter(topic, 'RECORD_TOO_LARGE')` is called.
+ * - If the broker still refuses a request for its data (MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE,
+ *   INVALID_RECORD, INVALID_TIMESTAMP), the request is split in halves, in order, until the refused
+ *   record is alone; that record is dead-lettered.
+ * - Retriable errors (leader moves, connection loss, timeouts) are retried with backoff, the same
+ *   request again (so the idempotent producer's sequence numbers deduplicate it), until
+ *   `deliveryTimeoutMs`; then the collector fails.
+ * - Anything else (authorization, a topic that is gone...) fails the collector with a StreamsError
+ *   whose code says what happened; `send`, `flush` and `flushUpTo` then throw it.
  */
-import type { Producer, Message, TopicMessages, RecordMetadata as KafkaRecordMetadata } from 'kafkajs';
+import type {
+  Admin,
+  ConfigResourceTypes,
+  Producer,
+  Message,
+  TopicMessages,
+  RecordMetadata as KafkaRecordMetadata,
+} from 'kafkajs';
 import { StreamsError } from './errors.js';
 import { tpKey } from './state/checkpoint.js';
 
@@ -18,6 +41,8 @@ export interface OutgoingRecord {
   partition?: number;
   timestamp: number;
   headers?: Record<string, string | Buffer>;
+  /** the input record this one was computed from, for the headers of a dead letter */
+  source?: { topic: string; partition: number; offset: number };
 }
 
 export interface RecordCollector {
@@ -31,8 +56,8 @@ export interface RecordCollector {
   /** highest acknowledged offset per `topic:partition` */
   ackedOffsets(): ReadonlyMap<string, number>;
   /**
-   * Backpressure: resolves when the collector can take more (too many records waiting to be
-   * sent otherwise); tasks wait on it between batches.
+   * Backpressure: resolves when the collector can take more (too many records or bytes waiting
+   * to be sent otherwise); tasks wait on it between batches.
    */
   capacity?(): Promise<void> | undefined;
 }
@@ -56,55 +81,383 @@ export class MemoryRecordCollector implements RecordCollector {
   }
 }
 
+// ---------------------------------------------------------------------------------------------
+// sizes
+
+// kafkajs' ConfigResourceTypes values (its enum is not a named export Node's ESM loader can see)
+const TOPIC_RESOURCE = 2 as ConfigResourceTypes;
+const BROKER_RESOURCE = 4 as ConfigResourceTypes;
+
+/** Kafka's default `message.max.bytes` (1 MiB + the 12-byte log overhead). */
+export const DEFAULT_MAX_MESSAGE_BYTES = 1_048_588;
+/** The record batch header (v2), counted against `max.message.bytes` with the records. */
+export const RECORD_BATCH_OVERHEAD = 61;
+const VARINT = 5;
+const VARLONG = 10;
+
+/**
+ * An upper bound of a record's size inside an uncompressed v2 record batch: length, attributes,
+ * timestamp and offset deltas, key, value and headers, every varint counted at its widest.
+ */
+export function recordSizeUpperBound(r: Pick<OutgoingRecord, 'key' | 'value' | 'headers'>): number {
+  let n = VARINT + 1 + VARLONG + VARINT + VARINT + (r.key?.length ?? 0) + VARINT + (r.value?.length ?? 0) + VARINT;
+  if (r.headers)
+    for (const [k, v] of Object.entries(r.headers))
+      n += VARINT + Buffer.byteLength(k) + VARINT + (typeof v === 'string' ? Buffer.byteLength(v) : v.length);
+  return n;
+}
+
+/** What the broker accepts for one topic. */
+export interface TopicLimit {
+  /** `max.message.bytes`: the largest record batch of one partition */
+  maxMessageBytes: number;
+  /**
+   * With `message.timestamp.type=CreateTime`: how far a record's timestamp may be ahead of / behind
+   * the broker's clock (`message.timestamp.after.max.ms`, `message.timestamp.before.max.ms`).
+   */
+  timestampAfterMaxMs?: number;
+  timestampBeforeMaxMs?: number;
+}
+
+const LIMIT_CONFIGS = [
+  'max.message.bytes',
+  'message.timestamp.type',
+  'message.timestamp.after.max.ms',
+  'message.timestamp.before.max.ms',
+];
+
+/**
+ * Per-topic limits the broker applies to produced records. `fromAdmin` reads them for the topics
+ * the runtime writes (the topic's effective values: the broker's unless the topic overrides them).
+ */
+export class TopicLimits {
+  private readonly byTopic: Map<string, TopicLimit>;
+  constructor(
+    byTopic: ReadonlyMap<string, number | TopicLimit> = new Map(),
+    /** `max.message.bytes` of topics not described */
+    public defaultBytes = DEFAULT_MAX_MESSAGE_BYTES,
+    private readonly loader?: (topics: string[]) => Promise<ReadonlyMap<string, TopicLimit>>,
+  ) {
+    this.byTopic = new Map(
+      [...byTopic].map(([t, l]) => [t, typeof l === 'number' ? { maxMessageBytes: l } : l] as const),
+    );
+  }
+
+  /** `max.message.bytes` of the topic */
+  get(topic: string): number {
+    return this.byTopic.get(topic)?.maxMessageBytes ?? this.defaultBytes;
+  }
+
+  /** Whether the broker would refuse this timestamp (INVALID_TIMESTAMP), by our clock. */
+  timestampRefused(topic: string, timestamp: number, now = Date.now()): boolean {
+    const l = this.byTopic.get(topic);
+    if (!l) return false;
+    if (l.timestampAfterMaxMs !== undefined && timestamp - now > l.timestampAfterMaxMs) return true;
+    return l.timestampBeforeMaxMs !== undefined && now - timestamp > l.timestampBeforeMaxMs;
+  }
+
+  /** Reads the limits again (a topic's config may have changed); keeps the old ones on failure. */
+  async refresh(topics: string[]): Promise<void> {
+    if (!this.loader) return;
+    try {
+      for (const [t, l] of await this.loader(topics)) this.byTopic.set(t, l);
+    } catch {
+      // the old limits stay; splitting still gets the request through
+    }
+  }
+
+  static async fromAdmin(admin: Admin, topics: string[]): Promise<TopicLimits> {
+    const load = (ts: string[]) => describeLimits(admin, ts);
+    let defaultBytes = DEFAULT_MAX_MESSAGE_BYTES;
+    try {
+      const { brokers } = await admin.describeCluster();
+      const b = brokers[0];
+      if (b) {
+        const r = await admin.describeConfigs({
+          includeSynonyms: false,
+          resources: [{ type: BROKER_RESOURCE, name: String(b.nodeId), configNames: ['message.max.bytes'] }],
+        });
+        const v = Number(r.resources[0]?.configEntries.find((e) => e.configName === 'message.max.bytes')?.configValue);
+        if (Number.isFinite(v) && v > 0) defaultBytes = v;
+      }
+    } catch {
+      // not allowed to describe the broker: Kafka's default
+    }
+    return new TopicLimits(topics.length ? await load(topics) : new Map(), defaultBytes, load);
+  }
+}
+
+async function describeLimits(admin: Admin, topics: string[]): Promise<Map<string, TopicLimit>> {
+  const r = await admin.describeConfigs({
+    includeSynonyms: false,
+    resources: [...new Set(topics)].map((name) => ({ type: TOPIC_RESOURCE, name, configNames: LIMIT_CONFIGS })),
+  });
+  const out = new Map<string, TopicLimit>();
+  for (const res of r.resources) {
+    if (res.errorCode !== 0) continue;
+    const value = (name: string) => res.configEntries.find((e) => e.configName === name)?.configValue;
+    const bytes = Number(value('max.message.bytes'));
+    if (!Number.isFinite(bytes) || bytes <= 0) continue;
+    const l: TopicLimit = { maxMessageBytes: bytes };
+    if (value('message.timestamp.type') !== 'LogAppendTime') {
+      // Long.MAX_VALUE (no limit) parses to a float above any timestamp difference
+      const after = Number(value('message.timestamp.after.max.ms'));
+      const before = Number(value('message.timestamp.before.max.ms'));
+      if (Number.isFinite(after) && after < Number.MAX_SAFE_INTEGER) l.timestampAfterMaxMs = after;
+      if (Number.isFinite(before) && before < Number.MAX_SAFE_INTEGER) l.timestampBeforeMaxMs = before;
+    }
+    out.set(res.resourceName, l);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// errors
+
+type Failure =
+  | { kind: 'record'; code: string } // the broker refused the data of the request
+  | { kind: 'producer-state' } // the idempotent producer's id or sequence is out of step
+  | { kind: 'retriable' }
+  | { kind: 'fatal'; code: string };
+
+const RECORD_ERRORS: Record<string, string> = {
+  MESSAGE_TOO_LARGE: 'RECORD_TOO_LARGE',
+  RECORD_LIST_TOO_LARGE: 'RECORD_TOO_LARGE',
+  INVALID_RECORD: 'RECORD_INVALID',
+  INVALID_TIMESTAMP: 'RECORD_TIMESTAMP_INVALID',
+};
+const PRODUCER_STATE_ERRORS = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+  'INVALID_PRODUCER_ID_MAPPING',
+  'DUPLICATE_SEQUENCE_NUMBER',
+]);
+const AUTH_ERRORS = new Set([
+  'TOPIC_AUTHORIZATION_FAILED',
+  'CLUSTER_AUTHORIZATION_FAILED',
+  'TRANSACTIONAL_ID_AUTHORIZATION_FAILED',
+  'SASL_AUTHENTICATION_FAILED',
+]);
+
+interface KafkaJsLike {
+  name?: string;
+  type?: string;
+  message?: string;
+  retriable?: boolean;
+  cause?: unknown;
+}
+
+/** The innermost kafkajs error (KafkaJSNumberOfRetriesExceeded wraps the last attempt's). */
+function rootError(e: unknown): KafkaJsLike {
+  let cur = e as KafkaJsLike;
+  for (let i = 0; i < 5 && cur?.name === 'KafkaJSNumberOfRetriesExceeded' && cur.cause; i++)
+    cur = cur.cause as KafkaJsLike;
+  return cur ?? {};
+}
+
+export function classifyProduceError(e: unknown): Failure {
+  const root = rootError(e);
+  const type = root.type ?? '';
+  if (RECORD_ERRORS[type]) return { kind: 'record', code: RECORD_ERRORS[type] };
+  if (PRODUCER_STATE_ERRORS.has(type)) return { kind: 'producer-state' };
+  if (AUTH_ERRORS.has(type) || root.name === 'KafkaJSSASLAuthenticationError')
+    return { kind: 'fatal', code: 'PRODUCE_NOT_AUTHORIZED' };
+  if (/producer is disconnect/i.test(root.message ?? '')) return { kind: 'fatal', code: 'PRODUCER_CLOSED' };
+  if (root.retriable === true || (e as KafkaJsLike)?.retriable === true) return { kind: 'retriable' };
+  return { kind: 'fatal', code: 'PRODUCE_FAILED' };
+}
+
+function describe(e: unknown): string {
+  const root = rootError(e);
+  return root.type ? `${root.type}: ${root.message}` : (root.message ?? String(e));
+}
+
+// ---------------------------------------------------------------------------------------------
+// the Kafka collector
+
 export interface KafkaRecordCollectorOptions {
   producer: Producer;
   /** most records in one produce request */
   maxBatchRecords?: number;
-  /** tasks wait when more records than this are waiting to be sent */
+  /** most bytes (upper bound, uncompressed) in one produce request; a record alone may exceed it */
+  maxRequestBytes?: number;
+  /** tasks wait when more records than this are waiting to be acknowledged */
   maxBufferedRecords?: number;
+  /** tasks wait when more bytes than this are waiting to be acknowledged */
+  maxBufferedBytes?: number;
+  /** each topic's `max.message.bytes`; default: Kafka's default for every topic */
+  limits?: TopicLimits;
+  /** where records the broker cannot take go; without it such a record fails the collector */
+  dlqTopic?: string;
+  /** written into the dead letters' `dlq.application.id` header */
+  applicationId?: string;
+  /** how long a request is retried on retriable errors before the collector fails */
+  deliveryTimeoutMs?: number;
+  /** first retry delay, doubled up to `maxRetryBackoffMs` */
+  retryBackoffMs?: number;
+  maxRetryBackoffMs?: number;
+  /**
+   * A producer with a new identity (idempotent producer id, sequence numbers from 0), for when
+   * the old one's sequence numbers are out of step with the broker's (after a refused request
+   * was split, or OUT_OF_ORDER_SEQUENCE_NUMBER / UNKNOWN_PRODUCER_ID). The caller disconnects the
+   * old one. Without it the same producer is used again (right for a non-idempotent producer;
+   * kafkajs keeps an idempotent producer's id across disconnect/connect).
+   */
+  resetProducer?: () => Promise<Producer | undefined | void>;
   compression?: number;
   onSent?: (count: number, ms: number) => void;
+  /** a record went to the dead-letter topic instead of `topic` */
+  onDeadLetter?: (topic: string, code: string) => void;
+  /** a dead letter could not be written either (it is dropped, never retried forever) */
+  onDropped?: (topic: string, code: string) => void;
+  onRetry?: (error: unknown, attempt: number, delayMs: number) => void;
 }
 
+interface Entry {
+  record: OutgoingRecord;
+  /** upper bound of its encoded size */
+  bytes: number;
+  /** bytes counted in `unackedBytes` for this slot (the original record's) */
+  accounted: number;
+  /** this entry is a dead letter the collector wrote in place of a refused record */
+  deadLetter?: boolean;
+}
+
+/** Records grouped by topic and explicit partition (undefined: one group per topic), in order. */
+function byPartition(batch: Entry[]): Entry[][] {
+  const groups = new Map<string, Entry[]>();
+  for (const e of batch) {
+    const k = `${e.record.topic}\u0000${e.record.partition ?? '*'}`;
+    let g = groups.get(k);
+    if (!g) groups.set(k, (g = []));
+    g.push(e);
+  }
+  return [...groups.values()];
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
 export class KafkaRecordCollector implements RecordCollector {
-  private buffer: OutgoingRecord[] = [];
+  private buffer: Entry[] = [];
+  private producer: Producer;
   private sending: Promise<void> | undefined;
   private failure: StreamsError | undefined;
+  private closed = false;
   private readonly offsets = new Map<string, number>();
   private readonly maxBatch: number;
+  private readonly maxRequestBytes: number;
+  private readonly maxBuffered: number;
+  private readonly maxBufferedBytes: number;
+  private readonly limits: TopicLimits;
   private scheduled = false;
   /** records handed to send() so far, and how many of them are acknowledged (in order) */
   private sent = 0;
   private acked = 0;
-  private readonly maxBuffered: number;
+  private unackedBytes = 0;
+  /** requests refused and split, producer resets, retries: for tests and logs */
+  readonly stats = { requests: 0, splits: 0, resets: 0, retries: 0, deadLetters: 0, dropped: 0 };
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
+    this.producer = opts.producer;
     this.maxBatch = opts.maxBatchRecords ?? 10_000;
+    this.maxRequestBytes = opts.maxRequestBytes ?? 900 * 1024;
     this.maxBuffered = opts.maxBufferedRecords ?? 50_000;
+    this.maxBufferedBytes = opts.maxBufferedBytes ?? 32 * 1024 * 1024;
+    this.limits = opts.limits ?? new TopicLimits();
+  }
+
+  private full(): boolean {
+    return this.sent - this.acked > this.maxBuffered || this.unackedBytes > this.maxBufferedBytes;
   }
 
   capacity(): Promise<void> | undefined {
-    if (this.sent - this.acked <= this.maxBuffered || this.failure) return undefined;
+    if (!this.full() || this.failure) return undefined;
     return (async () => {
-      while (this.sent - this.acked > this.maxBuffered && !this.failure) await this.kick();
+      while (this.full() && !this.failure) await this.kick();
     })();
   }
 
   send(record: OutgoingRecord): void {
     if (this.failure) throw this.failure;
-    this.buffer.push(record);
+    const bytes = recordSizeUpperBound(record);
+    let entry: Entry = { record, bytes, accounted: bytes };
+    const limit = this.limits.get(record.topic);
+    if (bytes + RECORD_BATCH_OVERHEAD > limit) {
+      if (this.opts.dlqTopic === undefined)
+        throw new StreamsError(
+          'RECORD_TOO_LARGE',
+          `a record for ${record.topic} has ${bytes} bytes, the topic takes at most ${limit} (and no dead-letter topic is set)`,
+        );
+      entry = this.deadLetter(entry, 'RECORD_TOO_LARGE', `record of ${bytes} bytes, topic limit ${limit}`, limit);
+    } else if (this.opts.dlqTopic !== undefined && this.limits.timestampRefused(record.topic, record.timestamp)) {
+      entry = this.deadLetter(
+        entry,
+        'RECORD_TIMESTAMP_INVALID',
+        `timestamp ${record.timestamp} is outside the topic's message.timestamp.after/before.max.ms`,
+        limit,
+      );
+    }
+    this.buffer.push(entry);
     this.sent++;
+    this.unackedBytes += entry.accounted;
     if (this.sending || this.scheduled) return;
     // linger until the current macrotask ends, so one processed batch becomes one request
     this.scheduled = true;
     setImmediate(() => {
       this.scheduled = false;
-      this.kick();
+      void this.kick();
     });
   }
 
+  /**
+   * The dead letter that takes a refused record's place: same key (unless it alone is too big),
+   * no value, headers saying where it was going, why, and how big it was.
+   */
+  private deadLetter(entry: Entry, code: string, reason: string, limit: number): Entry {
+    const r = entry.record;
+    const dlq = this.opts.dlqTopic!;
+    let headers: Record<string, string | Buffer>;
+    if (r.topic === dlq) {
+      // already a dead letter (of a task): keep its headers, drop the value
+      headers = { ...r.headers, 'dlq.value.dropped': code };
+    } else {
+      headers = { 'dlq.target.topic': r.topic };
+      if (r.partition !== undefined) headers['dlq.target.partition'] = String(r.partition);
+      if (r.source) {
+        headers['dlq.source.topic'] = r.source.topic;
+        headers['dlq.source.partition'] = String(r.source.partition);
+        headers['dlq.source.offset'] = String(r.source.offset);
+      }
+      headers['dlq.error.code'] = code;
+      headers['dlq.error.message'] = reason;
+      headers['dlq.error.kind'] = 'production';
+      if (this.opts.applicationId) headers['dlq.application.id'] = this.opts.applicationId;
+    }
+    headers['dlq.record.bytes'] = String(entry.bytes);
+    headers['dlq.record.timestamp'] = String(r.timestamp);
+    headers['dlq.limit.bytes'] = String(limit);
+    const out: OutgoingRecord = {
+      topic: dlq,
+      key: r.key,
+      value: null,
+      // a refused timestamp would be refused again
+      timestamp: code === 'RECORD_TIMESTAMP_INVALID' ? Date.now() : r.timestamp,
+      headers,
+    };
+    let bytes = recordSizeUpperBound(out);
+    if (bytes + RECORD_BATCH_OVERHEAD > this.limits.get(dlq)) {
+      out.key = null;
+      headers['dlq.key.dropped'] = 'true';
+      bytes = recordSizeUpperBound(out);
+    }
+    this.stats.deadLetters++;
+    this.opts.onDeadLetter?.(r.topic, code);
+    return { record: out, bytes, accounted: entry.accounted, deadLetter: true };
+  }
+
   private kick(): Promise<void> {
-    if (!this.sending && this.buffer.length) {
+    if (!this.sending && this.buffer.length && !this.failure) {
       this.sending = this.drain().finally(() => {
         this.sending = undefined;
       });
@@ -115,20 +468,149 @@ export class KafkaRecordCollector implements RecordCollector {
   }
 
   /**
-   * One request at a time; each takes everything buffered meanwhile (up to maxBatch records),
+   * One request at a time; each takes what is buffered meanwhile, up to the record and byte caps,
    * so records for a partition are written in collection order and requests stay large.
    */
   private async drain(): Promise<void> {
     while (this.buffer.length && !this.failure) {
-      const batch = this.buffer.length <= this.maxBatch ? this.buffer : this.buffer.slice(0, this.maxBatch);
-      this.buffer = batch === this.buffer ? [] : this.buffer.slice(this.maxBatch);
-      await this.produce(batch);
+      const n = this.nextRequestSize();
+      const batch = this.buffer.splice(0, n);
+      try {
+        await this.deliver(batch);
+        // counted when the whole batch is through: its parts may be written out of order when a
+        // refused request is split by partition (`mark()` positions are in send order)
+        this.acked += batch.length;
+        for (const e of batch) this.unackedBytes -= e.accounted;
+      } catch (e) {
+        this.failure ??= e instanceof StreamsError ? e : new StreamsError('PRODUCE_FAILED', describe(e), { cause: e });
+        throw this.failure;
+      }
     }
   }
 
-  private async produce(batch: OutgoingRecord[]): Promise<void> {
+  /**
+   * How many records from the head of the buffer go into the next request: each topic-partition's
+   * share within the topic's limit (records without an explicit partition count against every
+   * partition of their topic), the whole within `maxRequestBytes` and `maxBatchRecords`.
+   */
+  private nextRequestSize(): number {
+    let total = 0;
+    const known = new Map<string, number>();
+    const unknown = new Map<string, number>();
+    const maxKnown = new Map<string, number>();
+    let n = 0;
+    for (const e of this.buffer) {
+      if (n >= this.maxBatch) break;
+      if (n > 0 && total + e.bytes > this.maxRequestBytes) break;
+      const t = e.record.topic;
+      const limit = this.limits.get(t) - RECORD_BATCH_OVERHEAD;
+      const u = unknown.get(t) ?? 0;
+      if (e.record.partition === undefined) {
+        if (n > 0 && u + (maxKnown.get(t) ?? 0) + e.bytes > limit) break;
+        unknown.set(t, u + e.bytes);
+      } else {
+        const k = tpKey(t, e.record.partition);
+        const now = (known.get(k) ?? 0) + e.bytes;
+        if (n > 0 && u + now > limit) break;
+        known.set(k, now);
+        if (now > (maxKnown.get(t) ?? 0)) maxKnown.set(t, now);
+      }
+      total += e.bytes;
+      n++;
+    }
+    return Math.max(1, n);
+  }
+
+  /** Gets a batch written: retries, splits refused requests, dead-letters refused records. */
+  private async deliver(batch: Entry[]): Promise<void> {
+    const started = Date.now();
+    let delay = this.opts.retryBackoffMs ?? 100;
+    let attempt = 0;
+    let resets = 0;
+    for (;;) {
+      if (this.closed) throw new StreamsError('PRODUCER_CLOSED', 'the record collector is closed');
+      try {
+        await this.produce(batch);
+        return;
+      } catch (e) {
+        const f = classifyProduceError(e);
+        if (f.kind === 'record') {
+          if (batch.length > 1) {
+            this.stats.splits++;
+            if (f.code === 'RECORD_TOO_LARGE')
+              await this.limits.refresh([...new Set(batch.map((b) => b.record.topic))]);
+            const groups = byPartition(batch);
+            if (groups.length > 1) {
+              // the broker refused some partition's batch and may have written the others, whose
+              // sequence numbers kafkajs has rolled back: each partition's records again, alone, are
+              // the same batches (same sequence numbers), which the broker recognises as duplicates
+              for (const g of groups) await this.deliver(g);
+              return;
+            }
+            // one partition: nothing of it was written, halves keep the sequence numbers in step;
+            // records left to the producer's partitioner may span partitions some of which were
+            // written: halves would be out of sequence there, so the producer gets a new identity
+            if (batch[0]!.record.partition === undefined) await this.reset();
+            const mid = Math.ceil(batch.length / 2);
+            await this.deliver(batch.slice(0, mid));
+            await this.deliver(batch.slice(mid));
+            return;
+          }
+          const only = batch[0]!;
+          if (only.deadLetter || this.opts.dlqTopic === undefined) {
+            if (this.opts.dlqTopic === undefined)
+              throw new StreamsError(f.code, `the broker refused a record for ${only.record.topic}: ${describe(e)}`, {
+                cause: e,
+              });
+            // a dead letter the broker refuses too: dropped, counted, never retried forever
+            this.stats.dropped++;
+            this.opts.onDropped?.(only.record.topic, f.code);
+            return;
+          }
+          if (f.code === 'RECORD_TOO_LARGE') await this.limits.refresh([only.record.topic]);
+          batch = [this.deadLetter(only, f.code, describe(e), this.limits.get(only.record.topic))];
+          continue;
+        }
+        if (f.kind === 'producer-state') {
+          if (++resets > 3)
+            throw new StreamsError('PRODUCE_FAILED', `producer state out of step: ${describe(e)}`, { cause: e });
+          await this.reset();
+          continue;
+        }
+        if (f.kind === 'retriable') {
+          if (Date.now() - started >= (this.opts.deliveryTimeoutMs ?? 120_000)) {
+            const type = rootError(e).type;
+            const code = type === 'UNKNOWN_TOPIC_OR_PARTITION' ? 'PRODUCE_TOPIC_UNKNOWN' : 'PRODUCE_TIMEOUT';
+            throw new StreamsError(
+              code,
+              `producing ${batch.length} records failed for ${Date.now() - started} ms: ${describe(e)}`,
+              { retriable: true, cause: e },
+            );
+          }
+          attempt++;
+          this.stats.retries++;
+          this.opts.onRetry?.(e, attempt, delay);
+          await sleep(delay);
+          delay = Math.min(delay * 2, this.opts.maxRetryBackoffMs ?? 5000);
+          continue;
+        }
+        throw new StreamsError(f.code, `producing ${batch.length} records failed: ${describe(e)}`, {
+          retriable: false,
+          cause: e,
+        });
+      }
+    }
+  }
+
+  private async reset(): Promise<void> {
+    this.stats.resets++;
+    const p = await this.opts.resetProducer?.();
+    if (p) this.producer = p;
+  }
+
+  private async produce(batch: Entry[]): Promise<void> {
     const byTopic = new Map<string, Message[]>();
-    for (const r of batch) {
+    for (const { record: r } of batch) {
       let list = byTopic.get(r.topic);
       if (!list) byTopic.set(r.topic, (list = []));
       const m: Message = { key: r.key, value: r.value, timestamp: String(r.timestamp) };
@@ -138,27 +620,20 @@ export class KafkaRecordCollector implements RecordCollector {
     }
     const topicMessages: TopicMessages[] = [...byTopic].map(([topic, messages]) => ({ topic, messages }));
     const t0 = performance.now();
-    let result: KafkaRecordMetadata[];
-    try {
-      result = await this.opts.producer.sendBatch({
-        topicMessages,
-        acks: -1,
-        ...(this.opts.compression !== undefined ? { compression: this.opts.compression } : {}),
-      });
-    } catch (e) {
-      this.failure = new StreamsError(
-        'PRODUCE_FAILED',
-        `producing ${batch.length} records failed: ${(e as Error).message}`,
-        {
-          retriable: true,
-          cause: e,
-        },
-      );
-      throw this.failure;
-    }
+    this.stats.requests++;
+    const result = await this.producer.sendBatch({
+      topicMessages,
+      acks: -1,
+      ...(this.opts.compression !== undefined ? { compression: this.opts.compression } : {}),
+    });
+    this.ack(batch, result);
+    this.opts.onSent?.(batch.length, performance.now() - t0);
+  }
+
+  private ack(batch: Entry[], result: KafkaRecordMetadata[]): void {
     // sendBatch answers one entry per (topic, partition) with the base offset of what it wrote
     const counts = new Map<string, number>();
-    for (const r of batch) {
+    for (const { record: r } of batch) {
       if (r.partition === undefined) continue;
       const k = tpKey(r.topic, r.partition);
       counts.set(k, (counts.get(k) ?? 0) + 1);
@@ -170,14 +645,14 @@ export class KafkaRecordCollector implements RecordCollector {
       const last = Number(md.baseOffset) + n - 1;
       if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
     }
-    // one request in flight and batches taken in order: acknowledgements come in send order
-    this.acked += batch.length;
-    this.opts.onSent?.(batch.length, performance.now() - t0);
   }
 
   async flush(): Promise<void> {
     if (this.failure) throw this.failure;
-    while (this.buffer.length || this.sending) await this.kick();
+    while (this.buffer.length || this.sending) {
+      await this.kick();
+      if (this.failure) throw this.failure;
+    }
     if (this.failure) throw this.failure;
   }
 
@@ -195,5 +670,15 @@ export class KafkaRecordCollector implements RecordCollector {
 
   ackedOffsets(): ReadonlyMap<string, number> {
     return this.offsets;
+  }
+
+  /** The failure that stopped the collector, if any. */
+  error(): StreamsError | undefined {
+    return this.failure;
+  }
+
+  /** Stops retrying: a request being retried fails with PRODUCER_CLOSED. */
+  close(): void {
+    this.closed = true;
   }
 }

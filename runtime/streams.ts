@@ -47,7 +47,7 @@ import { endOffsets, followTopics, readRanges, toRawRecord } from './partition-r
 import { partitionForKey } from './partitioner.js';
 import { withRetries } from './retry.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
-import { KafkaRecordCollector } from './record-collector.js';
+import { KafkaRecordCollector, TopicLimits } from './record-collector.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
 import { tpKey } from './state/checkpoint.js';
 import type { KeyValueStore } from './state/store.js';
@@ -273,18 +273,48 @@ export class KafkaStreams {
         onRetry: (e) => this.logger.warn({ err: (e as Error).message }, 'topic check failed, retrying'),
       });
       await this.initSerdes();
-      this.producer = this.kafka.producer({
-        allowAutoTopicCreation: false,
-        // leader changes and broker loss are retried for about a minute before the task stops
-        retry: { retries: 60, initialRetryTime: 100, maxRetryTime: 1000 },
-      });
-      await this.producer.connect();
+      // producing (issue 7): idempotent, one request in flight, requests capped by the topics'
+      // max.message.bytes; records the broker cannot take go to the dead-letter topic
+      const newProducer = async (): Promise<Producer> => {
+        const p = this.kafka.producer({
+          allowAutoTopicCreation: false,
+          idempotent: true,
+          maxInFlightRequests: 1,
+          retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2000 },
+        });
+        await p.connect();
+        return p;
+      };
+      this.producer = await newProducer();
+      const producedTopics = [
+        ...this.topology.sinkTopics(),
+        ...this.topology
+          .resolvedStores(this.config.applicationId)
+          .flatMap((s) => (s.changelogTopic && !s.sourceChangelog ? [s.changelogTopic] : [])),
+        this.config.dlqTopic,
+      ];
       this.collector = new KafkaRecordCollector({
         producer: this.producer,
+        limits: await TopicLimits.fromAdmin(this.admin, producedTopics),
+        dlqTopic: this.config.dlqTopic,
+        applicationId: this.config.applicationId,
         onSent: (n, ms) => {
           this.metrics.recordsProduced.inc(n);
           this.metrics.produceLatency.observe(ms / 1000);
         },
+        onDeadLetter: (topic, code) => {
+          this.metrics.deadLetters.inc({ topic, code });
+          this.logger.warn({ topic, code }, 'record sent to the dead-letter topic instead');
+        },
+        resetProducer: async () => {
+          const old = this.producer;
+          this.producer = await newProducer();
+          await old?.disconnect().catch(() => undefined);
+          return this.producer;
+        },
+        onDropped: (topic, code) => this.logger.error({ topic, code }, 'dead letter refused by the broker: dropped'),
+        onRetry: (e, attempt) =>
+          this.logger.warn({ err: (e as Error).message, attempt }, 'produce request failed, retrying'),
       });
       await this.startGlobalTables();
       await this.startConsumer();
