@@ -22,7 +22,7 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { StoreError } from './errors.js';
-import type { RecordCollector } from './record-collector.js';
+import type { OutgoingRecord, RecordCollector } from './record-collector.js';
 import {
   buildStoreStack,
   readCheckpoint,
@@ -34,7 +34,7 @@ import {
   type StoreMetrics,
   type TransactionalStore,
 } from './state/index.js';
-import type { RawRecord } from './task.js';
+import { ORIGIN_HEADER, type RawRecord } from './task.js';
 import type { ResolvedStore } from './topology.js';
 
 export interface TaskStore {
@@ -78,6 +78,8 @@ export class TaskStateManager {
   constructor(
     private readonly opts: {
       taskId: string;
+      /** marks the records this application writes to a table's own topic (see ORIGIN_HEADER) */
+      applicationId?: string;
       partition: number;
       /** undefined: everything in memory (test driver) */
       taskDir: string | undefined;
@@ -135,13 +137,18 @@ export class TaskStateManager {
         ? {
             log: (key: Buffer, value: Buffer | null) => {
               if (this.suppressed) return;
-              this.opts.collector.send({
+              const rec: OutgoingRecord = {
                 topic: r.changelogTopic!,
                 key,
                 value,
                 partition: this.opts.partition,
                 timestamp: this.timestamp(),
-              });
+              };
+              // a table's topic is also an input: the table must know its own writes when they
+              // come back (they are in the store already, or belong to no commit)
+              if (r.sourceChangelog && this.opts.applicationId)
+                rec.headers = { [ORIGIN_HEADER]: this.opts.applicationId };
+              this.opts.collector.send(rec);
             },
           }
         : undefined;

@@ -678,6 +678,7 @@ export class KafkaStreams {
         if (s.changelogTopic && !s.sourceChangelog) effectiveTargets.set(tpKey(s.changelogTopic, h.partition), 0);
     const state = new TaskStateManager({
       taskId,
+      applicationId: this.config.applicationId,
       partition: h.partition,
       taskDir: join(this.config.stateDir, this.config.applicationId, taskId),
       stores,

@@ -45,6 +45,15 @@ export interface RawRecord {
 
 export type ErrorPolicy = 'dlq' | 'fail';
 
+/**
+ * Header on the records an application writes to the topic of one of its tables (a store whose
+ * changelog is its own source topic): the application id. The table source skips records that
+ * carry its own application id: they are in the store already (restored up to the last commit's
+ * offsets), or were written after that commit by an owner that crashed, and the processing that
+ * wrote them runs again. Records from anyone else are applied.
+ */
+export const ORIGIN_HEADER = 'streams.origin';
+
 export interface TaskOptions {
   applicationId: string;
   partition: number;
@@ -192,6 +201,8 @@ class TableSourceProcessor implements Processor {
   async process(record: StreamRecord): Promise<void> {
     const spec = this.def.table!;
     if (record.key === null || record.key === undefined) return; // a table ignores records without a key
+    const origin = record.headers?.[ORIGIN_HEADER];
+    if (origin !== undefined && origin.toString() === this.ctx.applicationId) return; // its own write
     if (record.value === null || record.value === undefined) {
       await this.withoutChangelog(() => this.store.delete(record.key));
     } else {

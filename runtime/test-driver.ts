@@ -158,6 +158,7 @@ export class TopologyTestDriver {
       const taskId = `0_${partition}`;
       const state = new TaskStateManager({
         taskId,
+        applicationId: this.applicationId,
         partition,
         taskDir: this.opts.stateDir === undefined ? undefined : join(this.opts.stateDir, this.applicationId, taskId),
         stores: this.stores,
