@@ -15,8 +15,9 @@
  *    that fails for a coordinator reason looks the coordinator up again (in the background) and
  *    goes on with the same generation, as the Java client does.
  * 4. Broker loss during fetch. kafkajs re-throws a refused connection from a fetch and backs off
- *    up to the consumer's retry budget with stale metadata; here it refreshes metadata, waits a
- *    moment and fetches again (the partition's new leader is found as soon as it is elected).
+ *    up to the consumer's retry budget with stale metadata, and answers a partition leader's move
+ *    by re-joining the group (a rebalance of every member for a leader change); here both only
+ *    refresh metadata, wait a moment and fetch again (the new leader is found once elected).
  */
 import { createRequire } from 'node:module';
 
@@ -132,6 +133,14 @@ export function refreshCoordinator(session: GroupSession, reason: string): Promi
   return g[REFRESHING]!;
 }
 
+const LEADER_ERRORS = new Set([
+  'LEADER_NOT_AVAILABLE',
+  'NOT_LEADER_FOR_PARTITION',
+  'NOT_LEADER_OR_FOLLOWER',
+  'FENCED_LEADER_EPOCH',
+  'UNKNOWN_LEADER_EPOCH',
+]);
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Installs the hooks into kafkajs (once per process). */
@@ -165,7 +174,14 @@ export function installKafkaJsHooks(): void {
   const recoverFromFetch = proto.recoverFromFetch;
   proto.recoverFromFetch = async function (this: GroupInternal, e: unknown) {
     const name = (e as { name?: string }).name;
-    if (name === 'KafkaJSConnectionError' || name === 'KafkaJSRequestTimeoutError') {
+    const type = (e as { type?: string }).type;
+    if (
+      name === 'KafkaJSConnectionError' ||
+      name === 'KafkaJSRequestTimeoutError' ||
+      (type !== undefined && LEADER_ERRORS.has(type))
+    ) {
+      // a partition's leader moved: new metadata is enough (kafkajs would re-join the group,
+      // which makes every member of the group stop, commit and re-join for a leader change)
       await sleep(200);
       await this.cluster.refreshMetadata().catch(() => undefined);
       return;
