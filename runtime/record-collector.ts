@@ -442,7 +442,10 @@ export class KafkaRecordCollector implements RecordCollector {
       key: r.key,
       value: null,
       // a refused timestamp would be refused again
-      timestamp: code === 'RECORD_TIMESTAMP_INVALID' ? Date.now() : r.timestamp,
+      timestamp:
+        code === 'RECORD_TIMESTAMP_INVALID' || this.limits.timestampRefused(dlq, r.timestamp)
+          ? Date.now()
+          : r.timestamp,
       headers,
     };
     let bytes = recordSizeUpperBound(out);
