@@ -183,7 +183,9 @@ export class TopicLimits {
     } catch {
       // not allowed to describe the broker: Kafka's default
     }
-    return new TopicLimits(topics.length ? await load(topics) : new Map(), defaultBytes, load);
+    // not allowed to describe the topics: the broker's default; a refused request is split anyway
+    const byTopic = topics.length ? await load(topics).catch(() => new Map<string, TopicLimit>()) : new Map();
+    return new TopicLimits(byTopic, defaultBytes, load);
   }
 }
 
