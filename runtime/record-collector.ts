@@ -183,7 +183,9 @@ export class TopicLimits {
     } catch {
       // not allowed to describe the broker: Kafka's default
     }
-    return new TopicLimits(topics.length ? await load(topics) : new Map(), defaultBytes, load);
+    // not allowed to describe the topics: the broker's default; a refused request is split anyway
+    const byTopic = topics.length ? await load(topics).catch(() => new Map<string, TopicLimit>()) : new Map();
+    return new TopicLimits(byTopic, defaultBytes, load);
   }
 }
 
@@ -442,7 +444,10 @@ export class KafkaRecordCollector implements RecordCollector {
       key: r.key,
       value: null,
       // a refused timestamp would be refused again
-      timestamp: code === 'RECORD_TIMESTAMP_INVALID' ? Date.now() : r.timestamp,
+      timestamp:
+        code === 'RECORD_TIMESTAMP_INVALID' || this.limits.timestampRefused(dlq, r.timestamp)
+          ? Date.now()
+          : r.timestamp,
       headers,
     };
     let bytes = recordSizeUpperBound(out);

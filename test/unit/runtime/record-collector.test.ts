@@ -309,6 +309,26 @@ describe('KafkaRecordCollector', () => {
     const dl = fake.log('dlq')[0]!;
     expect(dl.headers['dlq.record.timestamp']).toBe(String(ahead.timestamp));
     expect(Math.abs(Number(dl.timestamp) - now)).toBeLessThan(10_000);
+    // a dead letter for another reason keeps the original timestamp unless the DLQ would refuse it
+    const c2 = collector(fake, {
+      limits: new TopicLimits(
+        new Map([
+          ['out', { maxMessageBytes: 1000 }],
+          ['dlq', { maxMessageBytes: 1_000_000, timestampAfterMaxMs: 3_600_000 }],
+        ]),
+      ),
+    }).c;
+    const bigAhead = rec('out', 3, 2000);
+    bigAhead.timestamp = now + 2 * 3_600_000;
+    const bigPast = rec('out', 4, 2000);
+    bigPast.timestamp = now - 5 * 3_600_000;
+    c2.send(bigAhead);
+    c2.send(bigPast);
+    await c2.flush();
+    const [, a2, p2] = fake.log('dlq');
+    expect(a2!.headers['dlq.error.code']).toBe('RECORD_TOO_LARGE');
+    expect(Math.abs(Number(a2!.timestamp) - now)).toBeLessThan(10_000);
+    expect(p2!.timestamp).toBe(String(bigPast.timestamp));
   });
 
   it('dead-letters a record the broker refuses as invalid (INVALID_RECORD)', async () => {
