@@ -711,6 +711,9 @@ export class StreamTask {
       timestamp: record.timestamp,
     };
     if (record.headers) out.headers = record.headers;
+    // the input record it came from, for the headers of a dead letter the producer may write instead
+    const m = this.currentMetadata;
+    if (m) out.source = { topic: m.topic, partition: m.partition, offset: m.offset };
     const mode = sink.partitioner ?? (this.opts.coPartitioned.has(sink.topic) ? 'task' : 'murmur2');
     if (mode === 'task') out.partition = this.partition;
     this.opts.collector.send(out);
