@@ -114,6 +114,10 @@ export interface PreferenceReport {
   lastWrong: number;
   /** of which: no record at all was written for the mailbox */
   lastMissing: number;
+  /** of which: the last version written is lower than the reference's (updates lost) */
+  lastVersionBehind: number;
+  /** of which: the last version written is higher than the reference's (updates applied twice, or extra) */
+  lastVersionAhead: number;
   /** reference records (mailbox, version, content) never written */
   lostVersions: number;
   /** written (mailbox, version) pairs the reference does not have, or with other content */
@@ -143,6 +147,8 @@ export function accountPreferences(ref: ReferenceResult, written: readonly UserP
     recordsWritten: written.length,
     lastWrong: 0,
     lastMissing: 0,
+    lastVersionBehind: 0,
+    lastVersionAhead: 0,
     lostVersions: 0,
     wrongVersions: 0,
     rewrittenIdentical: 0,
@@ -157,6 +163,9 @@ export function accountPreferences(ref: ReferenceResult, written: readonly UserP
     if (!last || canon(last) !== canon(want[want.length - 1])) {
       r.lastWrong++;
       if (!last) r.lastMissing++;
+      const wantLast = want[want.length - 1]!.version;
+      if (last && last.version < wantLast) r.lastVersionBehind++;
+      if (last && last.version > wantLast) r.lastVersionAhead++;
       push(r.examples.lastWrong, mailboxId);
     }
     if (canon(got) !== canon(want)) r.sequenceWrong++;

@@ -93,7 +93,16 @@ export async function createService(o: {
   const admin = kafka.admin();
   await admin.connect();
   try {
-    await admin.createTopics({ waitForLeaders: true, topics: created });
+    await admin.createTopics({ waitForLeaders: false, topics: created });
+    // wait for leaders ourselves: on a fresh broker the metadata can answer "unknown" for a moment
+    const names = created.map((t) => t.topic);
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const md = await admin.fetchTopicMetadata({ topics: names }).catch(() => undefined);
+      if (md?.topics.every((t) => t.partitions.length > 0 && t.partitions.every((p) => p.leader >= 0))) break;
+      if (Date.now() > deadline) throw new Error(`no leaders for ${names.join(', ')} after 30 s`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
   } finally {
     await admin.disconnect();
   }

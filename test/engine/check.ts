@@ -1,0 +1,61 @@
+/**
+ * The end-of-run check shared by the live tests: read back the inputs as the broker holds them,
+ * build the reference from them, read the outputs, and account.
+ */
+import type { Admin } from 'kafkajs';
+import type { Decision, TenantPolicy } from '../../processors/logic/model.js';
+import { accountDecisions, accountPreferences, type DecisionReport, type PreferenceReport } from './accounting.js';
+import { endOffsetSum, endOffsets, readDecoded, type Decoded, type ServiceTopics } from './io.js';
+import { reference, type ReferenceResult } from './reference.js';
+
+export interface RunCheck {
+  ref: ReferenceResult;
+  decisions: DecisionReport;
+  preferences: PreferenceReport;
+  decisionRecords: Decoded<Decision>[];
+  deadLetters: number;
+  inputs: { mails: number; interactions: number; seeded: number };
+}
+
+/** End offsets of user-preferences before any instance starts: the records below are seeded. */
+export async function seededEnds(admin: Admin, svc: ServiceTopics): Promise<Map<number, number>> {
+  return endOffsets(admin, svc.topics.userPreferences);
+}
+
+export async function checkRun(
+  svc: ServiceTopics,
+  admin: Admin,
+  seeded: Map<number, number>,
+  policies: readonly TenantPolicy[],
+): Promise<RunCheck> {
+  const [mails, interactions, prefs, decisionRecords] = await Promise.all([
+    readDecoded(svc, 'mailEvents'),
+    readDecoded(svc, 'userInteractions'),
+    readDecoded(svc, 'userPreferences'),
+    readDecoded(svc, 'mailDecisions'),
+  ]);
+  const isSeeded = (r: { partition: number; offset: number }): boolean => r.offset < (seeded.get(r.partition) ?? 0);
+  const ref = reference(
+    {
+      preferences: prefs.filter(isSeeded).map((r) => ({ timestamp: r.timestamp, value: r.value })),
+      interactions: interactions.map((r) => ({ timestamp: r.timestamp, value: r.value })),
+      mails: mails.map((r) => ({ timestamp: r.timestamp, value: r.value })),
+    },
+    policies,
+  );
+  const deadLetters = await endOffsetSum(admin, `${svc.appId}-dlq`).catch(() => 0);
+  return {
+    ref,
+    decisions: accountDecisions(
+      ref,
+      decisionRecords.map((r) => r.value),
+    ),
+    preferences: accountPreferences(
+      ref,
+      prefs.filter((r) => !isSeeded(r)).map((r) => r.value),
+    ),
+    decisionRecords,
+    deadLetters,
+    inputs: { mails: mails.length, interactions: interactions.length, seeded: prefs.filter(isSeeded).length },
+  };
+}
