@@ -15,7 +15,7 @@ import type {
   UserPreferences,
 } from '../../processors/logic/model.js';
 import { mailSerdes, type MailSerdes } from '../../topology/serdes.js';
-import { topicNames, type Topics } from '../../topology/topics.js';
+import { topicNames, topicSpecs, type Topics } from '../../topology/topics.js';
 import { readAll, type ReadRecord } from '../integration/helpers.js';
 import type { SeededPreferences } from './scenario.js';
 
@@ -69,32 +69,29 @@ export async function createService(o: {
   const cfg: AppConfig = loadConfig({ ...env, UM_STATE_DIR: '/nonexistent' });
   const kafka = testKafka(o.brokers);
   const topics = topicNames(o.prefix);
+  // The topics of the spec, as `ensureTopics` creates them (it then finds nothing missing), except:
   // user-preferences is compacted; event times span weeks, and Kafka rolls segments by record
   // timestamp (segment.ms), so the cleaner would remove superseded versions during the test. The
   // tests read every version written: no time-based roll here (the active segment is never cleaned).
-  const created: ITopicConfig[] = [
-    {
-      topic: topics.userPreferences,
-      numPartitions: cfg.partitions,
-      replicationFactor: cfg.replicationFactor,
-      configEntries: [
-        { name: 'cleanup.policy', value: 'compact' },
-        { name: 'segment.ms', value: String(10 * 365 * 86_400_000) },
-      ],
-    },
-  ];
-  if (o.decisionsLogAppendTime)
-    created.push({
-      topic: topics.mailDecisions,
-      numPartitions: cfg.partitions,
-      replicationFactor: cfg.replicationFactor,
-      configEntries: [{ name: 'message.timestamp.type', value: 'LogAppendTime' }],
-    });
+  // And mail-decisions, with `decisionsLogAppendTime`, is stamped by the broker.
+  const created: ITopicConfig[] = topicSpecs(topics).map((spec) => ({
+    topic: spec.topic,
+    numPartitions: spec.coPartitioned || !spec.compact ? cfg.partitions : 1,
+    replicationFactor: cfg.replicationFactor,
+    configEntries: [
+      { name: 'cleanup.policy', value: spec.compact ? 'compact' : 'delete' },
+      ...(spec.topic === topics.userPreferences ? [{ name: 'segment.ms', value: String(10 * 365 * 86_400_000) }] : []),
+      ...(spec.topic === topics.mailDecisions && o.decisionsLogAppendTime
+        ? [{ name: 'message.timestamp.type', value: 'LogAppendTime' }]
+        : []),
+    ],
+  }));
   const admin = kafka.admin();
   await admin.connect();
   try {
     await admin.createTopics({ waitForLeaders: false, topics: created });
-    // wait for leaders ourselves: on a fresh broker the metadata can answer "unknown" for a moment
+    // wait for leaders here: on a fresh broker the metadata can answer "unknown topic" for a moment,
+    // which kafkajs' waitForLeaders does not retry
     const names = created.map((t) => t.topic);
     const deadline = Date.now() + 30_000;
     for (;;) {
