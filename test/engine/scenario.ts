@@ -90,7 +90,13 @@ function weighted<T>(items: [T, number][], r: number): T {
 /** The tenant policies of the scenarios: allow/block lists and thresholds on some tenants. */
 export function scenarioPolicies(tenants: number): TenantPolicy[] {
   const all: TenantPolicy[] = [
-    { tenantId: 't0', allow: ['ceo@corp0.example'], block: ['blocked.example'], spamThreshold: null, bulkThreshold: null },
+    {
+      tenantId: 't0',
+      allow: ['ceo@corp0.example'],
+      block: ['blocked.example'],
+      spamThreshold: null,
+      bulkThreshold: null,
+    },
     { tenantId: 't1', allow: [], block: [], spamThreshold: 0.8, bulkThreshold: 6 },
     {
       tenantId: 't2',
@@ -154,13 +160,7 @@ function domainOf(address: string): string {
   return address.slice(address.indexOf('@') + 1);
 }
 
-export function newMail(
-  mb: Mailbox,
-  sender: string,
-  receivedAt: number,
-  id: string,
-  rnd: () => number,
-): MailEvent {
+export function newMail(mb: Mailbox, sender: string, receivedAt: number, id: string, rnd: () => number): MailEvent {
   return {
     eventId: `${id}-e`,
     tenantId: mb.tenantId,
@@ -351,9 +351,7 @@ export function batchScenario(o: BatchScenarioOptions): BatchScenario {
       // a tie: the interaction happens at exactly the receivedAt of a later mail from the same
       // sender; the interaction must be applied first
       const later = own[1 + Math.floor(rnd() * (own.length - 1))]!;
-      const earlier = own.find(
-        (m) => m.senderAddress === later.senderAddress && m.receivedAt < later.receivedAt,
-      );
+      const earlier = own.find((m) => m.senderAddress === later.senderAddress && m.receivedAt < later.receivedAt);
       const action = weighted<InteractionAction>(
         [
           ['MOVED_TO_PROMOTIONS', 1],

@@ -84,7 +84,9 @@ export class ServiceInstance {
       });
       this.child.stderr!.on('data', (d: Buffer) => appendFileSync(this.logFile, d));
       void this.exited.then(() =>
-        reject(new Error(`instance ${o.name} exited (${this.exitInfo?.code ?? this.exitInfo?.signal}); see ${this.logFile}`)),
+        reject(
+          new Error(`instance ${o.name} exited (${this.exitInfo?.code ?? this.exitInfo?.signal}); see ${this.logFile}`),
+        ),
       );
     });
     this.started.catch(() => undefined);

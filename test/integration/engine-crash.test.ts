@@ -87,7 +87,7 @@ describe('engine: kill -9 while learning', () => {
       await current.waitStarted();
       await traffic.start();
       let prefsEnd = await endOffsetSum(admin, svc.topics.userPreferences);
-      for (let round = 1; round <= Number(process.env.DEBUG_ROUNDS ?? 3); round++) {
+      for (let round = 1; round <= 3; round++) {
         const roundStart = Date.now();
         // learning: at least 150 new preference records since the last restart, then kill -9
         const before = prefsEnd;
@@ -115,7 +115,7 @@ describe('engine: kill -9 while learning', () => {
       const r = await checkRun(svc, admin, seeded, scenario.policies);
       console.log(
         formatReport('engine-crash: 3 x (kill -9, restart on the same state dir) under live traffic', {
-          run: { totalMs: Date.now() - t0, drainMs, lagLeft, lastInstanceAlive: alive },
+          run: { logs: root, totalMs: Date.now() - t0, drainMs, lagLeft, lastInstanceAlive: alive },
           rounds,
           traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
           inputs: r.inputs,

@@ -162,8 +162,7 @@ describe('engine: event-time order', () => {
         const a = new Map<string, string[]>();
         for (const r of first.decisions) a.set(r.value.eventId, [...(a.get(r.value.eventId) ?? []), stripDecision(r)]);
         const b = new Map<string, string[]>();
-        for (const r of second.decisions)
-          b.set(r.value.eventId, [...(b.get(r.value.eventId) ?? []), stripDecision(r)]);
+        for (const r of second.decisions) b.set(r.value.eventId, [...(b.get(r.value.eventId) ?? []), stripDecision(r)]);
         let n = 0;
         for (const id of new Set([...a.keys(), ...b.keys()]))
           if (canon((a.get(id) ?? []).sort()) !== canon((b.get(id) ?? []).sort())) n++;

@@ -47,13 +47,13 @@ describe('engine: scaling under load', () => {
       seed: 31_337,
       mailboxes: 120,
       seededMailboxes: 12,
-      mailsPerChunk: 20,
-      interactionsPerChunk: 10,
+      mailsPerChunk: 25,
+      interactionsPerChunk: 12,
     });
     await withProducer(svc.kafka, (p) => sendTables(p, svc, scenario.policies, scenario.seeded));
     const admin = svc.kafka.admin();
     await admin.connect();
-    const traffic = new LiveTraffic(svc, scenario, 8);
+    const traffic = new LiveTraffic(svc, scenario, 10);
     const start = (name: string): ServiceInstance => {
       const i = new ServiceInstance({
         name,
@@ -97,7 +97,15 @@ describe('engine: scaling under load', () => {
       const r = await checkRun(svc, admin, seeded, scenario.policies);
       console.log(
         formatReport('engine-scaling: 1 → 2 → 3 → 1 instances under live traffic', {
-          run: { totalMs: Date.now() - t0, drainMs, lagLeft, aAlive, bStoppedCleanly: bClean, cStoppedCleanly: cClean },
+          run: {
+            logs: root,
+            totalMs: Date.now() - t0,
+            drainMs,
+            lagLeft,
+            aAlive,
+            bStoppedCleanly: bClean,
+            cStoppedCleanly: cClean,
+          },
           phases,
           traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
           inputs: r.inputs,
