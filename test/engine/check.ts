@@ -15,6 +15,12 @@ export interface RunCheck {
   decisionRecords: Decoded<Decision>[];
   deadLetters: number;
   inputs: { mails: number; interactions: number; seeded: number };
+  /** records each output topic holds (end minus start offsets) and records read: equal unless the read missed some */
+  readCompleteness: { userPreferences: [number, number]; mailDecisions: [number, number] };
+}
+
+async function recordsHeld(admin: Admin, topic: string): Promise<number> {
+  return (await admin.fetchTopicOffsets(topic)).reduce((n, p) => n + Number(p.high) - Number(p.low), 0);
 }
 
 /** End offsets of user-preferences before any instance starts: the records below are seeded. */
@@ -44,6 +50,10 @@ export async function checkRun(
     policies,
   );
   const deadLetters = await endOffsetSum(admin, `${svc.appId}-dlq`).catch(() => 0);
+  const readCompleteness: RunCheck['readCompleteness'] = {
+    userPreferences: [await recordsHeld(admin, svc.topics.userPreferences), prefs.length],
+    mailDecisions: [await recordsHeld(admin, svc.topics.mailDecisions), decisionRecords.length],
+  };
   return {
     ref,
     decisions: accountDecisions(
@@ -56,6 +66,7 @@ export async function checkRun(
     ),
     decisionRecords,
     deadLetters,
+    readCompleteness,
     inputs: { mails: mails.length, interactions: interactions.length, seeded: prefs.filter(isSeeded).length },
   };
 }

@@ -63,6 +63,8 @@ export async function createService(o: {
     UM_REPLICATION_FACTOR: String(o.replicationFactor ?? 1),
     UM_COMMIT_INTERVAL_MS: String(o.commitIntervalMs ?? 500),
     UM_LOG_LEVEL: 'info',
+    // decisions go to mail-decisions (LIVE) whatever the rollout default becomes
+    UM_DEFAULT_MODE: 'LIVE',
     UM_HTTP_HOST: '127.0.0.1',
     UM_HTTP_PORT: '0',
   };
@@ -127,12 +129,18 @@ export async function withProducer<T>(kafka: Kafka, fn: (p: Producer) => Promise
 
 const CHUNK = 2000;
 
-export async function sendMails(p: Producer, s: ServiceTopics, mails: readonly MailEvent[]): Promise<void> {
-  for (let i = 0; i < mails.length; i += CHUNK)
+/** `chunk`: records per produce request (the batch layout on the broker; the records are the same). */
+export async function sendMails(
+  p: Producer,
+  s: ServiceTopics,
+  mails: readonly MailEvent[],
+  chunk = CHUNK,
+): Promise<void> {
+  for (let i = 0; i < mails.length; i += chunk)
     await p.send({
       topic: s.topics.mailEvents,
       acks: -1,
-      messages: mails.slice(i, i + CHUNK).map((m) => ({
+      messages: mails.slice(i, i + chunk).map((m) => ({
         key: m.mailboxId,
         value: s.serdes.mailEvents.serialize(s.topics.mailEvents, m),
         timestamp: String(m.receivedAt),
@@ -144,12 +152,13 @@ export async function sendInteractions(
   p: Producer,
   s: ServiceTopics,
   interactions: readonly UserInteraction[],
+  chunk = CHUNK,
 ): Promise<void> {
-  for (let i = 0; i < interactions.length; i += CHUNK)
+  for (let i = 0; i < interactions.length; i += chunk)
     await p.send({
       topic: s.topics.userInteractions,
       acks: -1,
-      messages: interactions.slice(i, i + CHUNK).map((x) => ({
+      messages: interactions.slice(i, i + chunk).map((x) => ({
         key: x.mailboxId,
         value: s.serdes.userInteractions.serialize(s.topics.userInteractions, x),
         timestamp: String(x.occurredAt),

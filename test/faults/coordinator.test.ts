@@ -113,7 +113,7 @@ describe('faults: group coordinator and controller loss', () => {
         if (Date.now() > deadline) throw new Error('no decisions flowing 60 s after start');
         await sleep(500);
       }
-      await sleep(3000);
+      await sleep(1000);
 
       const inject = async (what: Fault['what'], node: number): Promise<void> => {
         const coordinatorBefore = await groupCoordinator(admin, svc.appId);
@@ -122,7 +122,7 @@ describe('faults: group coordinator and controller loss', () => {
         await sleep(30_000);
         await cluster.startNode(node);
         faults.push({ what, node, coordinatorBefore, killedAt, restartedAt: Date.now() });
-        await sleep(5000);
+        await sleep(3000);
       };
       await inject('coordinator', await groupCoordinator(admin, svc.appId));
       const controller = cluster.activeController();
@@ -185,6 +185,7 @@ describe('faults: group coordinator and controller loss', () => {
           decisions: r.decisions,
           preferences: r.preferences,
           deadLetters: r.deadLetters,
+          readCompleteness: r.readCompleteness,
         }),
       );
       expect({

@@ -122,6 +122,7 @@ describe('engine: kill -9 while learning', () => {
           decisions: r.decisions,
           preferences: r.preferences,
           deadLetters: r.deadLetters,
+          readCompleteness: r.readCompleteness,
         }),
       );
       expect({

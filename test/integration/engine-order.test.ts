@@ -7,9 +7,10 @@
  * time). The service (cli/app.ts, in-process) must write exactly what the reference writes, the same
  * input processed one record at a time in timestamp order (test/engine/reference.ts): every
  * decision's action, reason, matchedKey and preferencesVersion, and every preference record of every
- * mailbox. A second fresh application id on the same input (produced the same way into fresh
- * topics) must write identical outputs, record for record per partition, ignoring the wall-clock
- * fields decidedAt and dwellMs.
+ * mailbox. A second fresh application id on the same input (the same records in the same order per
+ * partition, in fresh topics, but produced interactions first and in smaller requests) must write
+ * identical outputs, record for record per partition, ignoring the wall-clock fields decidedAt and
+ * dwellMs.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -60,11 +61,18 @@ async function run(label: string): Promise<Run> {
     appId: uniqueName(`um-order-${label}`),
     partitions: 6,
   });
-  // tables first, then every mail event, then every interaction: all before the service starts
+  // tables first, then one input topic entirely after the other, all before the service starts:
+  // run a sends every mail event first, run b every interaction first and in smaller requests (other
+  // batch boundaries on the broker; the same records in the same order per partition)
   await withProducer(svc.kafka, async (p) => {
     await sendTables(p, svc, scenario.policies, scenario.seeded);
-    await sendMails(p, svc, scenario.mails);
-    await sendInteractions(p, svc, scenario.interactions);
+    if (label === 'a') {
+      await sendMails(p, svc, scenario.mails);
+      await sendInteractions(p, svc, scenario.interactions);
+    } else {
+      await sendInteractions(p, svc, scenario.interactions, 300);
+      await sendMails(p, svc, scenario.mails, 300);
+    }
   });
   const admin = svc.kafka.admin();
   await admin.connect();

@@ -112,6 +112,7 @@ describe('engine: scaling under load', () => {
           decisions: r.decisions,
           preferences: r.preferences,
           deadLetters: r.deadLetters,
+          readCompleteness: r.readCompleteness,
         }),
       );
       expect({
