@@ -16,7 +16,14 @@ export interface RunCheck {
   deadLetters: number;
   inputs: { mails: number; interactions: number; seeded: number };
   /** records each output topic holds (end minus start offsets) and records read: equal unless the read missed some */
-  readCompleteness: { userPreferences: [number, number]; mailDecisions: [number, number] };
+  readCompleteness: {
+    mailEvents: [number, number];
+    userInteractions: [number, number];
+    userPreferences: [number, number];
+    mailDecisions: [number, number];
+  };
+  /** eventIds of the input as read back */
+  inputIds: { mails: Set<string>; interactions: Set<string> };
 }
 
 async function recordsHeld(admin: Admin, topic: string): Promise<number> {
@@ -51,6 +58,8 @@ export async function checkRun(
   );
   const deadLetters = await endOffsetSum(admin, `${svc.appId}-dlq`).catch(() => 0);
   const readCompleteness: RunCheck['readCompleteness'] = {
+    mailEvents: [await recordsHeld(admin, svc.topics.mailEvents), mails.length],
+    userInteractions: [await recordsHeld(admin, svc.topics.userInteractions), interactions.length],
     userPreferences: [await recordsHeld(admin, svc.topics.userPreferences), prefs.length],
     mailDecisions: [await recordsHeld(admin, svc.topics.mailDecisions), decisionRecords.length],
   };
@@ -67,6 +76,20 @@ export async function checkRun(
     decisionRecords,
     deadLetters,
     readCompleteness,
+    inputIds: {
+      mails: new Set(mails.map((r) => r.value.eventId)),
+      interactions: new Set(interactions.map((r) => r.value.eventId)),
+    },
     inputs: { mails: mails.length, interactions: interactions.length, seeded: prefs.filter(isSeeded).length },
   };
+}
+
+/** Acknowledged sends (acks=all) whose records the input topics do not hold: a broker or client fault, not the service's. */
+export function ackedMissing(
+  r: RunCheck,
+  traffic: { sent: Map<string, unknown>; ackedInteractions: Set<string> },
+): { mails: number; interactions: number; ids: string[] } {
+  const mails = [...traffic.sent.keys()].filter((id) => !r.inputIds.mails.has(id));
+  const interactions = [...traffic.ackedInteractions].filter((id) => !r.inputIds.interactions.has(id));
+  return { mails: mails.length, interactions: interactions.length, ids: [...mails, ...interactions].slice(0, 5) };
 }

@@ -13,6 +13,8 @@ import type { LiveScenario } from './scenario.js';
 export class LiveTraffic {
   /** per mail eventId: wall-clock times of the send call and of its acknowledgement */
   readonly sent = new Map<string, { sentAt: number; ackedAt: number }>();
+  /** eventIds of the interactions whose send was acknowledged */
+  readonly ackedInteractions = new Set<string>();
   mails = 0;
   interactions = 0;
   errors = 0;
@@ -44,6 +46,7 @@ export class LiveTraffic {
       try {
         await sendInteractions(p, this.svc, chunk.interactions);
         this.interactions += chunk.interactions.length;
+        for (const i of chunk.interactions) this.ackedInteractions.add(i.eventId);
       } catch (e) {
         this.errors++;
         this.lastError = (e as Error).message;

@@ -19,7 +19,7 @@ import { join } from 'node:path';
 import type { Admin } from 'kafkajs';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatReport } from '../engine/accounting.js';
-import { checkRun, seededEnds } from '../engine/check.js';
+import { ackedMissing, checkRun, seededEnds } from '../engine/check.js';
 import { createService, endOffsetSum, sendTables, waitDrained, withProducer } from '../engine/io.js';
 import { LiveScenario } from '../engine/scenario.js';
 import { killAll, ServiceInstance } from '../engine/service.js';
@@ -118,7 +118,7 @@ describe('engine: kill -9 while learning', () => {
           run: { logs: root, totalMs: Date.now() - t0, drainMs, lagLeft, lastInstanceAlive: alive },
           rounds,
           traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
-          inputs: r.inputs,
+          inputs: { ...r.inputs, ackedButNotInTopic: ackedMissing(r, traffic) },
           decisions: r.decisions,
           preferences: r.preferences,
           deadLetters: r.deadLetters,

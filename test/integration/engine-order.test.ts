@@ -158,6 +158,14 @@ describe('engine: event-time order', () => {
     );
 
     const second = await run('b');
+    const secondDecisions = accountDecisions(
+      ref,
+      second.decisions.map((r) => r.value),
+    );
+    const secondPreferences = accountPreferences(
+      ref,
+      second.written.map((r) => r.value),
+    );
     const replay = {
       decisionRecords: [first.decisions.length, second.decisions.length],
       // per partition, position by position, wall-clock fields zeroed
@@ -188,6 +196,8 @@ describe('engine: event-time order', () => {
         run: { firstMs: first.ms, secondMs: second.ms, lagLeftFirst: first.lagLeft, lagLeftSecond: second.lagLeft },
         decisions,
         preferences,
+        secondRunDecisions: secondDecisions,
+        secondRunPreferences: secondPreferences,
         replay,
       }),
     );
@@ -196,9 +206,9 @@ describe('engine: event-time order', () => {
       lagLeft: [first.lagLeft, second.lagLeft],
       lost: decisions.lost,
       duplicates: decisions.duplicates,
-      wrong: decisions.wrong,
+      wrong: [decisions.wrong, secondDecisions.wrong],
       unknown: decisions.unknown,
-      preferenceSequencesWrong: preferences.sequenceWrong,
+      preferenceSequencesWrong: [preferences.sequenceWrong, secondPreferences.sequenceWrong],
       preferenceLastWrong: preferences.lastWrong,
       preferenceVersionsLost: preferences.lostVersions,
       preferenceVersionsWrong: preferences.wrongVersions,
@@ -210,9 +220,9 @@ describe('engine: event-time order', () => {
       lagLeft: [0, 0],
       lost: 0,
       duplicates: 0,
-      wrong: 0,
+      wrong: [0, 0],
       unknown: 0,
-      preferenceSequencesWrong: 0,
+      preferenceSequencesWrong: [0, 0],
       preferenceLastWrong: 0,
       preferenceVersionsLost: 0,
       preferenceVersionsWrong: 0,

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatReport } from '../engine/accounting.js';
-import { checkRun, seededEnds } from '../engine/check.js';
+import { ackedMissing, checkRun, seededEnds } from '../engine/check.js';
 import { createService, endOffsetSum, sendTables, waitDrained, withProducer } from '../engine/io.js';
 import { LiveScenario } from '../engine/scenario.js';
 import { killAll, ServiceInstance } from '../engine/service.js';
@@ -108,7 +108,7 @@ describe('engine: scaling under load', () => {
           },
           phases,
           traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
-          inputs: r.inputs,
+          inputs: { ...r.inputs, ackedButNotInTopic: ackedMissing(r, traffic) },
           decisions: r.decisions,
           preferences: r.preferences,
           deadLetters: r.deadLetters,
