@@ -327,6 +327,12 @@ export interface LocalKafka {
   stopNode(nodeId: number, signal?: 'SIGTERM' | 'SIGKILL'): Promise<void>;
   /** start a stopped node again with the same data */
   startNode(nodeId: number): Promise<void>;
+  /**
+   * The node id of the active KRaft controller (the metadata quorum's leader), from the running
+   * nodes' persisted quorum state (the highest epoch wins); undefined while there is none.
+   * (Clients cannot ask: in KRaft mode the metadata's "controller" is a random broker.)
+   */
+  activeController(): number | undefined;
   stop(opts?: { keepData?: boolean }): Promise<void>;
 }
 
@@ -541,6 +547,22 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
         await exited;
       } else await stopProcess(n.process);
       n.process = undefined;
+    },
+    activeController() {
+      let best: { leaderId: number; epoch: number } | undefined;
+      for (const n of nodes) {
+        if (!n.process) continue;
+        const file = join(n.dataDir, '__cluster_metadata-0', 'quorum-state');
+        if (!existsSync(file)) continue;
+        try {
+          const q = JSON.parse(readFileSync(file, 'utf8')) as { leaderId?: number; leaderEpoch?: number };
+          if (typeof q.leaderId !== 'number' || q.leaderId < 0 || typeof q.leaderEpoch !== 'number') continue;
+          if (!best || q.leaderEpoch > best.epoch) best = { leaderId: q.leaderId, epoch: q.leaderEpoch };
+        } catch {
+          // being rewritten: the other nodes tell
+        }
+      }
+      return best?.leaderId;
     },
     async startNode(nodeId) {
       await startNode(nodeId);
