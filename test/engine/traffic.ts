@@ -36,19 +36,36 @@ export class LiveTraffic {
     this.loop = this.run();
   }
 
+  /**
+   * kafkajs' idempotent producer can stay broken after a partition leader dies (its sequence
+   * numbers no longer match what the new leader has): after a few failures in a row, a new one.
+   */
+  private async renewProducer(): Promise<void> {
+    const old = this.producer;
+    this.producer = this.svc.kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
+    await this.producer.connect();
+    await old?.disconnect().catch(() => undefined);
+  }
+
   private async run(): Promise<void> {
-    const p = this.producer!;
+    let failures = 0;
     const interval = 1000 / this.chunksPerSecond;
     let next = Date.now();
     while (this.running) {
       const chunk = this.scenario.next();
       const sentAt = Date.now();
+      if (failures >= 3) {
+        failures = 0;
+        await this.renewProducer().catch(() => undefined);
+      }
+      const p = this.producer!;
       try {
         await sendInteractions(p, this.svc, chunk.interactions);
         this.interactions += chunk.interactions.length;
         for (const i of chunk.interactions) this.ackedInteractions.add(i.eventId);
       } catch (e) {
         this.errors++;
+        failures++;
         this.lastError = (e as Error).message;
       }
       try {
@@ -56,8 +73,10 @@ export class LiveTraffic {
         const ackedAt = Date.now();
         for (const m of chunk.mails) this.sent.set(m.eventId, { sentAt, ackedAt });
         this.mails += chunk.mails.length;
+        failures = 0;
       } catch (e) {
         this.errors++;
+        failures++;
         this.lastError = (e as Error).message;
       }
       next += interval;

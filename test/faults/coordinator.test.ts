@@ -64,6 +64,25 @@ async function groupCoordinator(admin: Admin, groupId: string): Promise<number> 
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * Waits until every partition of the cluster's topics has all its replicas in sync again: with
+ * min.insync.replicas 2, a second node killed before the first one caught up would leave some
+ * partitions unable to take acks=all writes at all, for the service and the test's producer alike.
+ */
+async function waitFullIsr(admin: Admin, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const topics = await admin.listTopics();
+    const md = await admin.fetchTopicMetadata({ topics });
+    const behind = md.topics.flatMap((t) =>
+      t.partitions.filter((p) => p.isr.length < p.replicas.length).map((p) => `${t.name}-${p.partitionId}`),
+    );
+    if (!behind.length) return;
+    if (Date.now() > deadline) throw new Error(`replicas not back in sync: ${behind.slice(0, 5).join(', ')}`);
+    await sleep(500);
+  }
+}
+
 interface Fault {
   what: 'coordinator' | 'controller';
   node: number;
@@ -122,6 +141,7 @@ describe('faults: group coordinator and controller loss', () => {
         await sleep(30_000);
         await cluster.startNode(node);
         faults.push({ what, node, coordinatorBefore, killedAt, restartedAt: Date.now() });
+        await waitFullIsr(admin);
         await sleep(3000);
       };
       await inject('coordinator', await groupCoordinator(admin, svc.appId));
