@@ -114,6 +114,8 @@ export async function startApp(
       stateDir: join(cfg.stateDir),
       commitIntervalMs: cfg.commitIntervalMs,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
+      sessionTimeoutMs: cfg.sessionTimeoutMs,
+      heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3))),
       processingGuarantee: cfg.processingGuarantee,
       replicationFactor: cfg.replicationFactor,
       ...(cfg.advertisedUrl ? { advertisedUrl: cfg.advertisedUrl } : {}),

@@ -35,6 +35,8 @@ export const SETTINGS = {
     'Partitions of the co-partitioned topics when `um topics create` or `um start` creates them (default 6).',
   UM_REPLICATION_FACTOR: 'Replication factor of topics the service creates (default 1).',
   UM_COMMIT_INTERVAL_MS: 'How often processed offsets are committed (default 1000).',
+  UM_SESSION_TIMEOUT_MS:
+    "Group session timeout: how soon the group gives a dead instance's tasks to others (default 30000).",
   UM_MAX_TASK_IDLE_MS:
     'How long a task waits for an empty, caught-up partition before going on without it (default 0).',
   UM_PROCESSING_GUARANTEE: 'at_least_once (the only one implemented so far; exactly_once is refused at start).',
@@ -93,6 +95,7 @@ const schema = z.object({
   UM_REPLICATION_FACTOR: int(1, 100).default('1'),
   UM_COMMIT_INTERVAL_MS: int(10, 600_000).default('1000'),
   UM_MAX_TASK_IDLE_MS: int(0, 60_000).default('0'),
+  UM_SESSION_TIMEOUT_MS: int(1000, 600_000).default('30000'),
   UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
   UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
   UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
@@ -121,6 +124,7 @@ export interface AppConfig {
   readonly replicationFactor: number;
   readonly commitIntervalMs: number;
   readonly maxTaskIdleMs: number;
+  readonly sessionTimeoutMs: number;
   readonly processingGuarantee: 'at_least_once' | 'exactly_once';
   readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
   readonly preferenceCacheEntries: number;
@@ -226,6 +230,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     replicationFactor: c.UM_REPLICATION_FACTOR,
     commitIntervalMs: c.UM_COMMIT_INTERVAL_MS,
     maxTaskIdleMs: c.UM_MAX_TASK_IDLE_MS,
+    sessionTimeoutMs: c.UM_SESSION_TIMEOUT_MS,
     processingGuarantee: c.UM_PROCESSING_GUARANTEE,
     defaultMode: c.UM_DEFAULT_MODE,
     preferenceCacheEntries: c.UM_PREFERENCE_CACHE_ENTRIES,
