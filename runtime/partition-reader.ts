@@ -8,6 +8,7 @@
  */
 import { randomBytes } from 'node:crypto';
 import type { Admin, Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import { withRetries } from './retry.js';
 import type { RawRecord } from './task.js';
 
 export interface PartitionRange {
@@ -34,6 +35,26 @@ function readerGroupId(prefix: string): string {
   return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
+/**
+ * admin.fetchTopicOffsets, retried: besides the broker's retriable errors, kafkajs throws a
+ * TypeError while its metadata for a topic that was just created or moved is still empty.
+ */
+export async function topicOffsets(
+  admin: Admin,
+  topic: string,
+): Promise<{ partition: number; offset: string; high: string; low: string }[]> {
+  return withRetries(`end offsets of ${topic}`, async () => {
+    try {
+      const r = await admin.fetchTopicOffsets(topic);
+      if (!r.length) throw Object.assign(new Error(`no partitions known for ${topic} yet`), { retriable: true });
+      return r;
+    } catch (e) {
+      if (e instanceof TypeError) throw Object.assign(new Error(e.message), { retriable: true, cause: e });
+      throw e;
+    }
+  });
+}
+
 /** End offsets (high watermarks) of the given topics' partitions, keyed `topic:partition`. */
 export async function endOffsets(client: Kafka | Admin, topics: string[]): Promise<Map<string, number>> {
   const shared = 'fetchTopicOffsets' in client;
@@ -42,7 +63,7 @@ export async function endOffsets(client: Kafka | Admin, topics: string[]): Promi
   try {
     const out = new Map<string, number>();
     for (const topic of topics) {
-      for (const p of await admin.fetchTopicOffsets(topic)) out.set(`${topic}:${p.partition}`, Number(p.high));
+      for (const p of await topicOffsets(admin, topic)) out.set(`${topic}:${p.partition}`, Number(p.high));
     }
     return out;
   } finally {

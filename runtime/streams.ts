@@ -43,7 +43,7 @@ import {
   type GroupSession,
 } from './kafkajs-hooks.js';
 import { RuntimeMetrics } from './metrics.js';
-import { endOffsets, followTopics, readRanges, toRawRecord } from './partition-reader.js';
+import { endOffsets, followTopics, readRanges, toRawRecord, topicOffsets } from './partition-reader.js';
 import { partitionForKey } from './partitioner.js';
 import { withRetries } from './retry.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
@@ -642,7 +642,9 @@ export class KafkaStreams {
     anyMissing: boolean;
   }> {
     const topics = this.topology.sourceTopics();
-    const res = await this.admin!.fetchOffsets({ groupId: this.config.applicationId, topics });
+    const res = await withRetries('committed offsets', () =>
+      this.admin!.fetchOffsets({ groupId: this.config.applicationId, topics }),
+    );
     const offsets = new Map<string, number>();
     let metadata: CommitMetadata | undefined;
     let anyMissing = false;
@@ -776,7 +778,7 @@ export class KafkaStreams {
     partition: number,
   ): Promise<void> {
     for (const topic of this.topology.sourceTopics()) {
-      const ends = await this.admin!.fetchTopicOffsets(topic);
+      const ends = await topicOffsets(this.admin!, topic);
       const end = ends.find((e) => e.partition === partition);
       const offset = committed.get(topic);
       // without a committed offset the group starts at the log start (fromBeginning)
@@ -886,7 +888,7 @@ export class KafkaStreams {
   private async refreshLag(): Promise<void> {
     if (!this.admin || !this.tasks.size) return;
     for (const topic of this.topology.sourceTopics()) {
-      const ends = await this.admin.fetchTopicOffsets(topic);
+      const ends = await topicOffsets(this.admin, topic);
       for (const e of ends) {
         const h = this.tasks.get(e.partition);
         if (!h?.task || h.closed) continue;
