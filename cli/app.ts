@@ -127,6 +127,8 @@ export async function startApp(
       host: cfg.http.host,
       port: cfg.http.port,
       logger,
+      ...(cfg.http.authToken ? { authToken: cfg.http.authToken } : {}),
+      peers: cfg.http.peers ?? [],
       routes: (app, { queryStore }) => {
         app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
           const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
