@@ -28,8 +28,7 @@ export const SETTINGS = {
   UM_TOPIC_PREFIX: 'Prefix of every topic name (default empty).',
   UM_STATE_DIR: 'Directory of the RocksDB state stores (default ./state).',
   UM_INSTANCE_ID: 'Name of this instance in logs and metrics (default hostname-pid).',
-  UM_HTTP_HOST:
-    'HTTP bind address (default 127.0.0.1; 0.0.0.0 to serve other hosts, which needs UM_HTTP_AUTH_TOKEN).',
+  UM_HTTP_HOST: 'HTTP bind address (default 127.0.0.1; 0.0.0.0 to serve other hosts, which needs UM_HTTP_AUTH_TOKEN).',
   UM_HTTP_AUTH_TOKEN:
     'Bearer token (16+ characters) required on /v1/*; /metrics, /healthz, /readyz stay open. Same on every instance.',
   UM_HTTP_AUTH:
@@ -104,11 +103,7 @@ const schema = z.object({
         .map((u) => u.trim())
         .filter(Boolean),
     )
-    .pipe(
-      z.array(
-        z.string().refine((u) => canonicalPeerUrl(u) !== undefined, 'each peer must be an http(s) base URL'),
-      ),
-    )
+    .pipe(z.array(z.string().refine((u) => canonicalPeerUrl(u) !== undefined, 'each peer must be an http(s) base URL')))
     .optional(),
   UM_OFFSET_RESET: z.enum(['earliest', 'latest']).default('earliest'),
   UM_HTTP_PORT: int(0, 65535).default('8080'),

@@ -336,8 +336,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       verifyErrorLogLevel: 'debug',
       errorResponse: () => ({ error: 'UNAUTHORIZED' }),
     });
-    const verify = (app as unknown as { verifyBearerAuth: (req: unknown, reply: unknown, done: (e?: Error) => void) => void })
-      .verifyBearerAuth;
+    const verify = (
+      app as unknown as { verifyBearerAuth: (req: unknown, reply: unknown, done: (e?: Error) => void) => void }
+    ).verifyBearerAuth;
     // deny by default: every matched route needs the token unless it is marked public
     app.addHook('onRequest', (req, reply, done) => {
       const cfg = req.routeOptions.config as { public?: boolean } | undefined;

@@ -65,7 +65,7 @@ export function composeProblems(composeText, envExampleText, gitignoreText) {
 }
 
 function main() {
-  const read = (f) => readFileSync(new URL(`../${f}`, import.meta.url), 'utf8');
+  const read = (f) => readFileSync(fileURLToPath(new globalThis.URL(`../${f}`, import.meta.url)), 'utf8');
   const problems = composeProblems(read('docker-compose.yml'), read('.env.example'), read('.gitignore'));
   if (problems.length) {
     console.error(`docker-compose.yml:\n${problems.map((p) => `  - ${p}`).join('\n')}`);

@@ -352,7 +352,11 @@ describe('http: bearer token', () => {
 });
 
 /** A plain HTTP server that records what it receives and answers a made-up value. */
-async function rogueServer(): Promise<{ url: string; seen: { url: string; auth: string | undefined }[]; server: Server }> {
+async function rogueServer(): Promise<{
+  url: string;
+  seen: { url: string; auth: string | undefined }[];
+  server: Server;
+}> {
   const seen: { url: string; auth: string | undefined }[] = [];
   const server = createServer((req, res) => {
     seen.push({ url: req.url ?? '', auth: req.headers.authorization });
