@@ -12,6 +12,7 @@ import { PREFERENCES_STORE } from '../processors/decide-processor.js';
 import { kafkaSecurity, streamsConfig } from '../runtime/config.js';
 import { ConfigError } from '../runtime/errors.js';
 import { startHttpServer } from '../runtime/http.js';
+import { kafkaClientLogLevel, kafkaLogCreator } from '../runtime/kafka-log.js';
 import { RuntimeMetrics } from '../runtime/metrics.js';
 import { createRegistryClient } from '../runtime/serdes/registry.js';
 import { KafkaStreams, type StreamsState } from '../runtime/streams.js';
@@ -19,6 +20,7 @@ import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
+import { preflight } from './preflight.js';
 
 export interface App {
   streams: KafkaStreams;
@@ -34,11 +36,10 @@ export function kafkaFor(cfg: AppConfig, clientId: string, logger?: Logger): Kaf
   const opts: KafkaConfig = {
     clientId,
     brokers: [...cfg.brokers],
-    logLevel: KafkaLogLevel.WARN,
+    logLevel: logger ? kafkaClientLogLevel(logger) : KafkaLogLevel.NOTHING,
     ...(kafkaSecurity({ sasl: cfg.sasl, ssl: cfg.ssl }) as Pick<KafkaConfig, 'ssl' | 'sasl'>),
   };
-  if (logger)
-    opts.logCreator = () => (e) => logger.warn({ kafkajs: e.namespace, broker: e.log.broker }, String(e.log.message));
+  if (logger) opts.logCreator = kafkaLogCreator(logger);
   return new Kafka(opts);
 }
 
@@ -84,10 +85,13 @@ export async function startApp(
     http?: boolean;
     /** called on every lifecycle change of the stream engine (e.g. to exit on ERROR) */
     onStateChange?: (to: StreamsState, from: StreamsState) => void;
+    /** check the brokers and the registry first, failing fast with a ConfigError (default true) */
+    preflight?: boolean;
   } = {},
 ): Promise<App> {
   const logger = opts.logger ?? pino({ level: cfg.logLevel });
   if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
+  if (opts.preflight ?? true) await preflight(cfg, logger);
   const kafka = kafkaFor(cfg, `${cfg.applicationId}-${cfg.instanceId}`, logger);
   if (opts.createTopics) await ensureTopics(kafka, cfg, logger);
   const topics = topicNames(cfg.topicPrefix);
@@ -157,7 +161,10 @@ export async function startApp(
     await server?.close();
     throw e;
   }
-  logger.info({ instance: cfg.instanceId, url, app: cfg.applicationId }, 'unwanted-mail started');
+  logger.info(
+    { ...(logger.bindings().instance === undefined ? { instance: cfg.instanceId } : {}), url, app: cfg.applicationId },
+    'unwanted-mail started',
+  );
   return {
     streams,
     topics,

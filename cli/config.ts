@@ -47,6 +47,7 @@ export const SETTINGS = {
   UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
   UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
   UM_LOG_LEVEL: 'fatal | error | warn | info (default) | debug | trace.',
+  UM_LOG_FORMAT: 'auto (default: readable on a terminal, JSON lines otherwise) | json | pretty.',
   UM_CONFIG_FILE: 'JSON file with any of these settings (environment variables win).',
 } as const;
 
@@ -115,6 +116,7 @@ const schema = z.object({
   UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
   UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
   UM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  UM_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   UM_CONFIG_FILE: z.string().optional(),
 });
 
@@ -150,6 +152,7 @@ export interface AppConfig {
   readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
   readonly preferenceCacheEntries: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  readonly logFormat?: 'auto' | 'json' | 'pretty';
 }
 
 function readFile(setting: string, path: string): string {
@@ -267,6 +270,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultMode: c.UM_DEFAULT_MODE,
     preferenceCacheEntries: c.UM_PREFERENCE_CACHE_ENTRIES,
     logLevel: c.UM_LOG_LEVEL,
+    logFormat: c.UM_LOG_FORMAT,
   };
   return deepFreeze(cfg);
 }

@@ -10,7 +10,7 @@
  *   um config              the effective configuration (secrets masked)
  */
 import { Command, Option } from 'commander';
-import pino, { type Logger } from 'pino';
+import type { Logger } from 'pino';
 import { MailMetrics } from '../processors/metrics.js';
 import { ConfigError, StreamsError } from '../runtime/errors.js';
 import { RuntimeMetrics } from '../runtime/metrics.js';
@@ -19,10 +19,11 @@ import { topicNames } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import { ensureTopics, kafkaFor, registryFor, startApp, type App } from './app.js';
 import { loadConfig, redact, SETTINGS, type AppConfig } from './config.js';
+import { createLogger } from './log.js';
 import { readPreferences } from './preferences.js';
 
 function logger(cfg: AppConfig): Logger {
-  return pino({ level: cfg.logLevel, base: { instance: cfg.instanceId } });
+  return createLogger(cfg);
 }
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly (commit, state kept on disk). */

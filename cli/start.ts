@@ -7,16 +7,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { Workload, TrafficProducer } from '../bench/generator.js';
 import { histogramQuantiles } from '../runtime/metrics.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { kafkaFor, startApp, type App } from './app.js';
 import { loadConfig, type AppConfig } from './config.js';
+import { createLogger } from './log.js';
 
 export async function start(opts: { rate: number; demo: boolean }): Promise<void> {
   let cfg = loadConfig();
-  const log = pino({ level: cfg.logLevel, base: { instance: cfg.instanceId } });
+  const log = createLogger(cfg);
   let stack: LocalStack | undefined;
   let tempState: string | undefined;
   if (!cfg.brokers) {

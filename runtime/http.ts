@@ -404,7 +404,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   if (!addr || typeof addr === 'string') throw new Error('the HTTP server has no TCP address');
   const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `http://${urlHost}:${addr.port}`;
-  logger.info({ port: addr.port, instance: streams.config.instanceId }, 'http server listening');
+  logger.info(
+    {
+      port: addr.port,
+      ...(logger.bindings().instance === undefined ? { instance: streams.config.instanceId } : {}),
+      auth: opts.authToken !== undefined ? 'token' : 'none',
+    },
+    'http server listening',
+  );
   return {
     url,
     port: addr.port,
