@@ -21,6 +21,7 @@ import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
 import { preflight } from './preflight.js';
+import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 
 export interface App {
   streams: KafkaStreams;
@@ -92,6 +93,25 @@ export async function startApp(
   const logger = opts.logger ?? pino({ level: cfg.logLevel });
   if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
   if (opts.preflight ?? true) await preflight(cfg, logger);
+  // one instance per state directory: a second one is refused here, before it touches the stores
+  const lock = await lockStateDir(cfg.stateDir, cfg.applicationId, {
+    onLost: (e) => logger.error({ err: e.message }, 'the state directory lock was lost: another instance may use it'),
+  });
+  try {
+    return await startLocked(cfg, opts, logger, lock);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+async function startLocked(
+  cfg: AppConfig,
+  opts: Parameters<typeof startApp>[1] & object,
+  logger: Logger,
+  lock: StateDirLock,
+): Promise<App> {
+  if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
   const kafka = kafkaFor(cfg, `${cfg.applicationId}-${cfg.instanceId}`, logger);
   if (opts.createTopics) await ensureTopics(kafka, cfg, logger);
   const topics = topicNames(cfg.topicPrefix);
@@ -172,8 +192,12 @@ export async function startApp(
     metrics,
     url,
     async close() {
-      await streams.close();
-      await server?.close();
+      try {
+        await streams.close();
+        await server?.close();
+      } finally {
+        await lock.release();
+      }
     },
   };
 }

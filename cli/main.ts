@@ -10,6 +10,7 @@
  *   um config              the effective configuration (secrets masked)
  */
 import { Command, Option } from 'commander';
+import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import { MailMetrics } from '../processors/metrics.js';
 import { ConfigError, StreamsError } from '../runtime/errors.js';
@@ -48,8 +49,13 @@ function untilSignal(close: () => Promise<void>, log: Logger): void {
   process.once('SIGTERM', () => stop('SIGTERM'));
 }
 
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+  version: string;
+};
+
 const program = new Command()
   .name('um')
+  .version(`unwanted-mail ${version} (node ${process.versions.node})`, '-v, --version', 'print the version')
   .description("unwanted-mail: decides where unwanted mail goes and learns each user's sender preferences")
   .addHelpText(
     'after',
