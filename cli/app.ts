@@ -21,6 +21,7 @@ import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
 import { preflight } from './preflight.js';
+import { applyOffsetResetForNewGroup } from './reset.js';
 import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 
 export interface App {
@@ -124,6 +125,13 @@ async function startLocked(
     metrics,
     preferenceCacheEntries: cfg.preferenceCacheEntries,
   });
+  if (
+    await applyOffsetResetForNewGroup(kafka, cfg.applicationId, topology.sourceTopics(), cfg.offsetReset ?? 'earliest')
+  )
+    logger.info(
+      { group: cfg.applicationId },
+      'new consumer group: starts at the end of the input topics (UM_OFFSET_RESET=latest)',
+    );
 
   // the HTTP server listens first, so that its URL can be advertised to the group
   let url: string | undefined;

@@ -143,7 +143,7 @@ export interface AppConfig {
     /** base URLs queries may be forwarded to */
     readonly peers?: readonly string[];
   };
-  readonly offsetReset: 'earliest' | 'latest';
+  readonly offsetReset?: 'earliest' | 'latest';
   readonly advertisedUrl: string | undefined;
   readonly partitions: number;
   readonly replicationFactor: number;

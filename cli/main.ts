@@ -158,6 +158,32 @@ program
   });
 
 program
+  .command('reset')
+  .description(
+    'start the application over (all instances stopped): input offsets to earliest, latest or a time, internal topics deleted, local state wiped',
+  )
+  .option('--to <target>', 'earliest | latest | an ISO-8601 time | epoch milliseconds', 'earliest')
+  .option('--dry-run', 'print what would be done and change nothing', false)
+  .action(async (opts: { to: string; dryRun: boolean }) => {
+    const { parseResetTarget, runReset } = await import('./reset.js');
+    const target = parseResetTarget(opts.to);
+    const cfg = loadConfig();
+    const topology = unwantedMailTopology({
+      topics: topicNames(cfg.topicPrefix),
+      serdes: mailSerdes(registryFor({ ...cfg, registry: { url: 'http://localhost:0' } }), topicNames(cfg.topicPrefix)),
+    });
+    console.log(
+      await runReset(kafkaFor(cfg, 'um-reset'), {
+        applicationId: cfg.applicationId,
+        stateDir: cfg.stateDir,
+        topology,
+        target,
+        dryRun: opts.dryRun,
+      }),
+    );
+  });
+
+program
   .command('config')
   .description('print the effective configuration (secrets masked)')
   .action(() => {
