@@ -49,9 +49,22 @@ function untilSignal(close: () => Promise<void>, log: Logger): void {
   process.once('SIGTERM', () => stop('SIGTERM'));
 }
 
-const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
-  version: string;
-};
+/** The package version: package.json next to cli/ (sources) or one level up (dist/cli). */
+function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'unwanted-mail' && pkg.version) return pkg.version;
+    } catch {
+      // not there: try the next
+    }
+  }
+  return 'unknown';
+}
+const version = packageVersion();
 
 const program = new Command()
   .name('um')
