@@ -21,7 +21,7 @@ import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import { ensureTopics, kafkaFor, registryFor, startApp, type App } from './app.js';
 import { loadConfig, redact, SETTINGS, type AppConfig } from './config.js';
 import { createLogger } from './log.js';
-import { readPreferences } from './preferences.js';
+import { localInstanceUrl, preferencesFromInstance, readPreferences } from './preferences.js';
 
 function logger(cfg: AppConfig): Logger {
   return createLogger(cfg);
@@ -138,18 +138,30 @@ program
 program
   .command('preferences')
   .description(
-    "print a mailbox's preferences (from a running instance with --url, else from the user-preferences topic)",
+    "print a mailbox's preferences: from a running instance (--url, else the local one on UM_HTTP_PORT), else from the user-preferences topic",
   )
   .argument('<mailboxId>')
   .option('--url <url>', 'base URL of a running instance')
   .action(async (mailboxId: string, opts: { url?: string }) => {
-    if (opts.url) {
-      const r = await fetch(`${opts.url.replace(/\/$/, '')}/v1/preferences/${encodeURIComponent(mailboxId)}`);
-      console.log(JSON.stringify(await r.json(), null, 2));
-      process.exitCode = r.ok ? 0 : 1;
+    const cfg = loadConfig();
+    const base = opts.url ?? localInstanceUrl(cfg);
+    const r = await preferencesFromInstance(base, mailboxId, cfg.http.authToken);
+    if (r) {
+      if (r.status === 401)
+        throw new ConfigError(
+          'UM_HTTP_AUTH_TOKEN',
+          `the instance at ${base} needs its API token: set UM_HTTP_AUTH_TOKEN`,
+        );
+      console.log(JSON.stringify(r.body, null, 2));
+      process.exitCode = r.status === 200 ? 0 : 1;
       return;
     }
-    const cfg = loadConfig();
+    if (opts.url) throw new StreamsError('UNREACHABLE', `no instance answers at ${opts.url}`);
+    if (!cfg.brokers)
+      throw new ConfigError(
+        'KAFKA_BROKERS',
+        `no instance answers at ${base} and KAFKA_BROKERS is not set: start one (npm start), pass --url, or set KAFKA_BROKERS to read the user-preferences topic`,
+      );
     const prefs = await readPreferences(cfg, mailboxId);
     if (!prefs) {
       console.error(`no preferences for this mailbox`);
