@@ -18,7 +18,10 @@ export function createLogger(
   cfg: Pick<AppConfig, 'logLevel' | 'instanceId' | 'logFormat'>,
   env: Record<string, string | undefined> = process.env,
 ): Logger {
-  const options = { level: cfg.logLevel, base: { instance: cfg.instanceId } };
+  // `instance` through a mixin, not the base bindings: a line that carries its own `instance`
+  // then has the key once (pino writes bindings and the line's fields independently)
+  const instance = { instance: cfg.instanceId };
+  const options = { level: cfg.logLevel, base: undefined, mixin: () => instance };
   if (!usePretty(cfg.logFormat)) return pino(options);
   return pino(
     options,

@@ -4,6 +4,7 @@
  * wins. No running instance is needed.
  */
 import type { UserPreferences } from '../processors/logic/model.js';
+import { StreamsError } from '../runtime/errors.js';
 import { readRanges, endOffsets } from '../runtime/partition-reader.js';
 import { partitionForKey } from '../runtime/partitioner.js';
 import { mailSerdes } from '../topology/serdes.js';
@@ -44,7 +45,7 @@ export async function preferencesFromInstance(
   baseUrl: string,
   mailboxId: string,
   token: string | undefined,
-  timeoutMs = 3000,
+  timeoutMs = 10_000,
 ): Promise<{ status: number; body: unknown } | undefined> {
   let res: Response;
   try {
@@ -52,8 +53,15 @@ export async function preferencesFromInstance(
       headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
       signal: AbortSignal.timeout(timeoutMs),
     });
-  } catch {
-    return undefined;
+  } catch (e) {
+    // nothing listens there: the caller falls back to the topic
+    const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') return undefined;
+    throw new StreamsError(
+      'INSTANCE_UNAVAILABLE',
+      `the instance at ${baseUrl} did not answer (${(e as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e as Error).message})`,
+      { retriable: true, cause: e },
+    );
   }
   const text = await res.text();
   let body: unknown = text;

@@ -3,7 +3,8 @@
  *
  * KafkaJS logs routine group and protocol events as ERROR or WARN: every rebalance prints "The
  * group is rebalancing, re-joining" and failed Heartbeat / OffsetCommit responses, a fresh topic
- * prints LEADER_NOT_AVAILABLE until its leader is elected. These are retried by the client and
+ * prints LEADER_NOT_AVAILABLE until its leader is elected, and every error response of any request
+ * is logged by the connection although the caller gets it too (and retries it, or reports it). These are retried by the client and
  * need nothing from anyone: they go to debug. KafkaJS INFO (joins, starts, stops) goes to debug
  * too, and its DEBUG to trace. What remains at WARN or ERROR (a broker that cannot be reached,
  * refused authentication, a crashed consumer...) is what an operator must act on.
@@ -19,6 +20,9 @@ type PinoLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error';
 
 /** Client messages (or their `error`) that describe a routine, self-healing event. */
 const ROUTINE: readonly RegExp[] = [
+  // an error response: the connection logs it, and the caller receives it as an error and retries
+  // or reports it (a request that finally fails is reported there, once)
+  /^Response \w+\(key: \d+, version: \d+\)/,
   /group is rebalancing/i,
   /REBALANCE_IN_PROGRESS/,
   /^Response Heartbeat/,

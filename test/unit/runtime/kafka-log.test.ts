@@ -35,6 +35,12 @@ describe('kafkajs log levels', () => {
     ],
     [entry(logLevel.WARN, 'KafkaJS v2.0.0 switched default partitioner. To retain the same partitioning behavior...')],
     [entry(logLevel.INFO, 'Consumer has joined the group')],
+    [entry(logLevel.ERROR, 'Response CreateTopics(key: 19, version: 3)', { error: 'Topic creation errors' })],
+    [
+      entry(logLevel.ERROR, 'Response GroupCoordinator(key: 10, version: 2)', {
+        error: 'The group coordinator is not available',
+      }),
+    ],
   ])('routine: %j goes to debug', (e) => {
     expect(kafkaLogLevel(e)).toBe('debug');
   });
