@@ -208,6 +208,101 @@ program
     );
   });
 
+const dlq = program.command('dlq').description('dead letters (the <UM_APP_ID>-dlq topic)');
+dlq
+  .command('list')
+  .description('one line per dead letter: id (partition:offset), time, error code, source, key hash, message')
+  .option('--code <code>', 'only this error code')
+  .action(async (opts: { code?: string }) => {
+    const { listDeadLetters, deadLetterLine } = await import('./inspect.js');
+    const cfg = loadConfig();
+    const letters = await listDeadLetters(kafkaFor(cfg, 'um-cli'), `${cfg.applicationId}-dlq`, opts.code);
+    for (const d of letters) console.log(deadLetterLine(d));
+    console.error(`${letters.length} dead letter(s)`);
+  });
+dlq
+  .command('show')
+  .description('dead letters in full: headers decoded, the value decoded when its schema is known')
+  .argument('<ids...>', 'partition:offset, as listed')
+  .action(async (ids: string[]) => {
+    const { listDeadLetters, parseDeadLetterIds, topicDecoder } = await import('./inspect.js');
+    const cfg = loadConfig();
+    const wanted = parseDeadLetterIds(ids);
+    const letters = (await listDeadLetters(kafkaFor(cfg, 'um-cli'), `${cfg.applicationId}-dlq`)).filter((d) =>
+      wanted.some((w) => w.partition === d.partition && w.offset === d.offset),
+    );
+    for (const d of letters) {
+      const value = d.source ? await topicDecoder(cfg, d.source.topic)(d.value) : d.value?.toString('base64');
+      console.log(
+        JSON.stringify(
+          {
+            id: `${d.partition}:${d.offset}`,
+            timestamp: d.timestamp,
+            source: d.source,
+            error: d.error,
+            headers: d.headers,
+            key: d.key?.toString('utf8') ?? null,
+            value,
+          },
+          null,
+          2,
+        ),
+      );
+    }
+    if (letters.length < wanted.length) {
+      console.error(`${wanted.length - letters.length} id(s) not found`);
+      process.exitCode = 1;
+    }
+  });
+dlq
+  .command('replay')
+  .description('send dead letters back to their source topic (after fixing the cause), by id or by --code / --all')
+  .argument('[ids...]', 'partition:offset, as listed')
+  .option('--code <code>', 'every dead letter with this error code')
+  .option('--all', 'every dead letter', false)
+  .option('--dry-run', 'list what would be replayed', false)
+  .action(async (ids: string[], opts: { code?: string; all: boolean; dryRun: boolean }) => {
+    const { listDeadLetters, parseDeadLetterIds, replayDeadLetters, deadLetterLine } = await import('./inspect.js');
+    if (!ids.length && !opts.code && !opts.all)
+      throw new StreamsError('NOTHING_CHOSEN', 'name dead letters (partition:offset), or use --code CODE or --all');
+    const cfg = loadConfig();
+    const kafka = kafkaFor(cfg, 'um-cli');
+    const dlqTopic = `${cfg.applicationId}-dlq`;
+    const wanted = parseDeadLetterIds(ids);
+    const letters = (await listDeadLetters(kafka, dlqTopic, opts.code)).filter(
+      (d) => opts.all || opts.code || wanted.some((w) => w.partition === d.partition && w.offset === d.offset),
+    );
+    for (const d of letters) console.log(deadLetterLine(d));
+    if (opts.dryRun) {
+      console.error(`dry run: ${letters.length} dead letter(s) would be replayed`);
+      return;
+    }
+    console.error(`replayed ${await replayDeadLetters(kafka, letters, dlqTopic)} dead letter(s)`);
+  });
+
+program
+  .command('tail')
+  .description('print the records of a topic as JSON lines (Avro decoded), from its end, until Ctrl-C')
+  .argument('<topic>', 'a topic name (the UM_TOPIC_PREFIX may be left out)')
+  .option('--key <key>', 'only this key (e.g. a mailbox id)')
+  .option('--from-beginning', 'from the start of the topic', false)
+  .option('--limit <n>', 'stop after n records')
+  .action(async (topic: string, opts: { key?: string; fromBeginning: boolean; limit?: string }) => {
+    const { tail } = await import('./inspect.js');
+    const cfg = loadConfig();
+    const known = Object.values(topicNames(cfg.topicPrefix));
+    const name = known.includes(topic) || !known.includes(cfg.topicPrefix + topic) ? topic : cfg.topicPrefix + topic;
+    const ac = new AbortController();
+    process.once('SIGINT', () => ac.abort());
+    process.once('SIGTERM', () => ac.abort());
+    await tail(kafkaFor(cfg, 'um-cli'), cfg, name, {
+      ...(opts.key !== undefined ? { key: opts.key } : {}),
+      fromBeginning: opts.fromBeginning,
+      ...(opts.limit !== undefined ? { limit: Number(opts.limit) } : {}),
+      signal: ac.signal,
+    });
+  });
+
 program
   .command('config')
   .description('print the effective configuration (secrets masked)')
