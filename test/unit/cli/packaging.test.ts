@@ -80,3 +80,24 @@ describe('packaging', () => {
     expect(stale).toEqual([]);
   });
 });
+
+describe('layering', () => {
+  const runtimeFiles = (dir = 'runtime'): string[] =>
+    readdirSync(dir, { withFileTypes: true }).flatMap((f) =>
+      f.isDirectory() ? runtimeFiles(join(dir, f.name)) : f.name.endsWith('.ts') ? [join(dir, f.name)] : [],
+    );
+
+  it('the engine (runtime/) holds no mail words and imports no application code', () => {
+    const offending: string[] = [];
+    for (const f of runtimeFiles()) {
+      readFileSync(f, 'utf8')
+        .split('\n')
+        .forEach((l, i) => {
+          if (/mail|spam|sender/i.test(l)) offending.push(`${f}:${i + 1}: ${l.trim()}`);
+          if (/from '\.\.\/(\.\.\/)*(processors|topology|cli|bench|scripts|test)\//.test(l))
+            offending.push(`${f}:${i + 1}: ${l.trim()}`);
+        });
+    }
+    expect(offending).toEqual([]);
+  });
+});
