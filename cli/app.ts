@@ -21,6 +21,7 @@ import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
 import { preflight } from './preflight.js';
+import { registerStatusPage } from './ui.js';
 import { applyOffsetResetForNewGroup } from './reset.js';
 import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 
@@ -162,6 +163,7 @@ async function startLocked(
       ...(cfg.http.authToken ? { authToken: cfg.http.authToken } : {}),
       peers: cfg.http.peers ?? [],
       routes: (app, { queryStore }) => {
+        registerStatusPage(app, { streams });
         app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
           const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
             forwarded: req.headers['x-um-forwarded'] === '1',

@@ -45,6 +45,9 @@ const ROUTINE: readonly RegExp[] = [
   /switched default partitioner/i,
 ];
 
+/** Recoveries: worth a line at info, nothing to act on (the cause, if it matters, is logged apart). */
+const RECOVERY: readonly RegExp[] = [/^Restarting the consumer in \d+ms/];
+
 function text(v: unknown): string {
   return typeof v === 'string' ? v : '';
 }
@@ -57,6 +60,7 @@ export function kafkaLogLevel(entry: Pick<LogEntry, 'level' | 'log'>): PinoLevel
     case KafkaLogLevel.ERROR:
     case KafkaLogLevel.WARN:
       if (ROUTINE.some((r) => r.test(message) || r.test(error))) return 'debug';
+      if (RECOVERY.some((r) => r.test(message))) return 'info';
       return entry.level === KafkaLogLevel.ERROR ? 'error' : 'warn';
     case KafkaLogLevel.INFO:
       return 'debug';

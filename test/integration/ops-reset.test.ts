@@ -174,7 +174,9 @@ describe('start-up behaviour on the real broker', () => {
     await garbage(topics.mailEvents, 6, Date.UTC(2026, 0, 1));
     const app = await startApp(cfg, { logger: pino({ level: 'silent' }), http: false });
     apps.push(app);
-    expect(await committed(appId, topics.mailEvents)).toEqual([3, 3]);
+    const end = await ends(topics.mailEvents);
+    expect(end.reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(6);
+    expect(await committed(appId, topics.mailEvents)).toEqual(end);
     // nothing old was processed: no dead letters from the 6 records
     const dlqEnds = await ends(`${appId}-dlq`);
     expect(dlqEnds.reduce((a, b) => a + b, 0)).toBe(0);

@@ -45,6 +45,13 @@ describe('kafkajs log levels', () => {
     expect(kafkaLogLevel(e)).toBe('debug');
   });
 
+  it('a consumer restart after a retriable crash is info (the crash line carries the cause)', () => {
+    expect(kafkaLogLevel(entry(logLevel.ERROR, 'Restarting the consumer in 300ms', { retryCount: 0 }))).toBe('info');
+    expect(
+      kafkaLogLevel(entry(logLevel.ERROR, 'Crash: KafkaJSError: The coordinator is not aware of this member')),
+    ).toBe('debug');
+  });
+
   it('keeps what needs action at WARN/ERROR', () => {
     expect(kafkaLogLevel(entry(logLevel.ERROR, 'Connection error: connect ECONNREFUSED 127.0.0.1:1'))).toBe('error');
     expect(kafkaLogLevel(entry(logLevel.ERROR, 'Crash: KafkaJSNumberOfRetriesExceeded: ...'))).toBe('error');
