@@ -11,7 +11,9 @@ import { RuntimeMetrics } from '../../../runtime/metrics.js';
 import { startHttpServer, type HttpServer, type QueryableStreams } from '../../../runtime/http.js';
 import { seqTopology } from '../../integration/fixtures/seq-topology.js';
 
-const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) => existsSync(p));
+const CHROMIUM = ['/usr/bin/chromium', '/usr/bin/chromium-browser', '/usr/bin/google-chrome'].find((p) =>
+  existsSync(p),
+);
 if (!CHROMIUM) console.log('ui.test.ts: no Chromium found (apt-get install chromium): the browser test is skipped');
 
 const TOKEN = 'ui-test-token-0123456789';
@@ -89,7 +91,7 @@ describe('status page', () => {
       page.on('pageerror', (e) => errors.push(e.message));
       const res = await page.goto(`${s.url}/ui`);
       expect(res?.status()).toBe(200);
-      await page.waitForFunction(() => document.getElementById('state')?.textContent === 'RUNNING');
+      await page.waitForFunction("document.getElementById('state')?.textContent === 'RUNNING'");
       expect(await page.textContent('#instance')).toBe('um-ui-1');
       expect(await page.textContent('#ready')).toBe('ready');
       const tasks = await page.$$eval('#tasks tbody tr', (rows) =>
@@ -120,7 +122,7 @@ describe('status page', () => {
       const s = await serve({});
       const page = await browser.newPage();
       await page.goto(`${s.url}/ui`);
-      await page.waitForFunction(() => document.getElementById('state')?.textContent === 'RUNNING');
+      await page.waitForFunction("document.getElementById('state')?.textContent === 'RUNNING'");
       expect(await page.isVisible('#no-tenants')).toBe(true);
       expect(await page.isHidden('#tenants')).toBe(true);
       await page.close();
