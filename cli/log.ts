@@ -20,8 +20,8 @@ export function createLogger(
 ): Logger {
   // `instance` through a mixin, not the base bindings: a line that carries its own `instance`
   // then has the key once (pino writes bindings and the line's fields independently)
-  const instance = { instance: cfg.instanceId };
-  const options = { level: cfg.logLevel, base: undefined, mixin: () => instance };
+  // (a fresh object per line: pino merges the line's fields into it)
+  const options = { level: cfg.logLevel, base: undefined, mixin: () => ({ instance: cfg.instanceId }) };
   if (!usePretty(cfg.logFormat)) return pino(options);
   return pino(
     options,
