@@ -14,4 +14,21 @@ export default tseslint.config(
       'no-console': 'off',
     },
   },
+  {
+    // layering: the engine knows nothing of the application
+    files: ['runtime/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/processors/**', '**/topology/**', '**/cli/**', '**/bench/**', '**/scripts/**', '**/test/**'],
+              message: 'runtime/ is the generic stream engine: it imports no application, CLI, bench or test code',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

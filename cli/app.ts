@@ -12,6 +12,7 @@ import { PREFERENCES_STORE } from '../processors/decide-processor.js';
 import { kafkaSecurity, streamsConfig } from '../runtime/config.js';
 import { ConfigError } from '../runtime/errors.js';
 import { startHttpServer } from '../runtime/http.js';
+import { kafkaClientLogLevel, kafkaLogCreator } from '../runtime/kafka-log.js';
 import { RuntimeMetrics } from '../runtime/metrics.js';
 import { createRegistryClient } from '../runtime/serdes/registry.js';
 import { KafkaStreams, type StreamsState } from '../runtime/streams.js';
@@ -19,6 +20,10 @@ import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
+import { preflight } from './preflight.js';
+import { registerStatusPage } from './ui.js';
+import { applyOffsetResetForNewGroup } from './reset.js';
+import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 
 export interface App {
   streams: KafkaStreams;
@@ -34,11 +39,10 @@ export function kafkaFor(cfg: AppConfig, clientId: string, logger?: Logger): Kaf
   const opts: KafkaConfig = {
     clientId,
     brokers: [...cfg.brokers],
-    logLevel: KafkaLogLevel.WARN,
+    logLevel: logger ? kafkaClientLogLevel(logger) : KafkaLogLevel.NOTHING,
     ...(kafkaSecurity({ sasl: cfg.sasl, ssl: cfg.ssl }) as Pick<KafkaConfig, 'ssl' | 'sasl'>),
   };
-  if (logger)
-    opts.logCreator = () => (e) => logger.warn({ kafkajs: e.namespace, broker: e.log.broker }, String(e.log.message));
+  if (logger) opts.logCreator = kafkaLogCreator(logger);
   return new Kafka(opts);
 }
 
@@ -84,9 +88,31 @@ export async function startApp(
     http?: boolean;
     /** called on every lifecycle change of the stream engine (e.g. to exit on ERROR) */
     onStateChange?: (to: StreamsState, from: StreamsState) => void;
+    /** check the brokers and the registry first, failing fast with a ConfigError (default true) */
+    preflight?: boolean;
   } = {},
 ): Promise<App> {
   const logger = opts.logger ?? pino({ level: cfg.logLevel });
+  if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
+  if (opts.preflight ?? true) await preflight(cfg, logger);
+  // one instance per state directory: a second one is refused here, before it touches the stores
+  const lock = await lockStateDir(cfg.stateDir, cfg.applicationId, {
+    onLost: (e) => logger.error({ err: e.message }, 'the state directory lock was lost: another instance may use it'),
+  });
+  try {
+    return await startLocked(cfg, opts, logger, lock);
+  } catch (e) {
+    await lock.release();
+    throw e;
+  }
+}
+
+async function startLocked(
+  cfg: AppConfig,
+  opts: Parameters<typeof startApp>[1] & object,
+  logger: Logger,
+  lock: StateDirLock,
+): Promise<App> {
   if (!cfg.brokers) throw new ConfigError('KAFKA_BROKERS', 'is not set (use `um start` for a local Kafka)');
   const kafka = kafkaFor(cfg, `${cfg.applicationId}-${cfg.instanceId}`, logger);
   if (opts.createTopics) await ensureTopics(kafka, cfg, logger);
@@ -100,6 +126,13 @@ export async function startApp(
     metrics,
     preferenceCacheEntries: cfg.preferenceCacheEntries,
   });
+  if (
+    await applyOffsetResetForNewGroup(kafka, cfg.applicationId, topology.sourceTopics(), cfg.offsetReset ?? 'earliest')
+  )
+    logger.info(
+      { group: cfg.applicationId },
+      'new consumer group: starts at the end of the input topics (UM_OFFSET_RESET=latest)',
+    );
 
   // the HTTP server listens first, so that its URL can be advertised to the group
   let url: string | undefined;
@@ -130,7 +163,10 @@ export async function startApp(
       host: cfg.http.host,
       port: cfg.http.port,
       logger,
+      ...(cfg.http.authToken ? { authToken: cfg.http.authToken } : {}),
+      peers: cfg.http.peers ?? [],
       routes: (app, { queryStore }) => {
+        registerStatusPage(app, { streams });
         app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
           const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
             forwarded: req.headers['x-um-forwarded'] === '1',
@@ -158,7 +194,10 @@ export async function startApp(
     await server?.close();
     throw e;
   }
-  logger.info({ instance: cfg.instanceId, url, app: cfg.applicationId }, 'unwanted-mail started');
+  logger.info(
+    { ...(logger.bindings().instance === undefined ? { instance: cfg.instanceId } : {}), url, app: cfg.applicationId },
+    'unwanted-mail started',
+  );
   return {
     streams,
     topics,
@@ -166,8 +205,12 @@ export async function startApp(
     metrics,
     url,
     async close() {
-      await streams.close();
-      await server?.close();
+      try {
+        await streams.close();
+        await server?.close();
+      } finally {
+        await lock.release();
+      }
     },
   };
 }

@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '../runtime/errors.js';
+import { canonicalPeerUrl } from '../runtime/http.js';
 
 /** Every setting: its variable, what it does, its default. The README's table is this list. */
 export const SETTINGS = {
@@ -27,7 +28,14 @@ export const SETTINGS = {
   UM_TOPIC_PREFIX: 'Prefix of every topic name (default empty).',
   UM_STATE_DIR: 'Directory of the RocksDB state stores (default ./state).',
   UM_INSTANCE_ID: 'Name of this instance in logs and metrics (default hostname-pid).',
-  UM_HTTP_HOST: 'HTTP bind address (default 0.0.0.0).',
+  UM_HTTP_HOST: 'HTTP bind address (default 127.0.0.1; 0.0.0.0 to serve other hosts, which needs UM_HTTP_AUTH_TOKEN).',
+  UM_HTTP_AUTH_TOKEN:
+    'Bearer token (16+ characters) required on /v1/*; /metrics, /healthz, /readyz stay open. Same on every instance.',
+  UM_HTTP_AUTH:
+    'token (default): a non-loopback UM_HTTP_HOST needs UM_HTTP_AUTH_TOKEN; none: serve /v1/* without authentication.',
+  UM_PEER_URLS:
+    'Comma-separated base URLs of the other instances (their UM_ADVERTISED_URL). Queries are forwarded only to these; unset = no forwarding.',
+  UM_OFFSET_RESET: 'Where a new consumer group starts reading the input topics: earliest (default) | latest.',
   UM_HTTP_PORT: 'HTTP port for /metrics, /healthz, /readyz and the API (default 8080; 0 = any free port).',
   UM_ADVERTISED_URL:
     'URL other instances use to reach this one, for forwarded queries (default http://<hostname>:<port>).',
@@ -43,6 +51,7 @@ export const SETTINGS = {
   UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
   UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
   UM_LOG_LEVEL: 'fatal | error | warn | info (default) | debug | trace.',
+  UM_LOG_FORMAT: 'auto (default: readable on a terminal, JSON lines otherwise) | json | pretty.',
   UM_CONFIG_FILE: 'JSON file with any of these settings (environment variables win).',
 } as const;
 
@@ -88,7 +97,20 @@ const schema = z.object({
     .default(''),
   UM_STATE_DIR: z.string().min(1).default('./state'),
   UM_INSTANCE_ID: z.string().min(1).default(`${hostname()}-${process.pid}`),
-  UM_HTTP_HOST: z.string().min(1).default('0.0.0.0'),
+  UM_HTTP_HOST: z.string().min(1).default('127.0.0.1'),
+  UM_HTTP_AUTH_TOKEN: z.string().min(16, 'must have at least 16 characters').optional(),
+  UM_HTTP_AUTH: z.enum(['token', 'none']).default('token'),
+  UM_PEER_URLS: z
+    .string()
+    .transform((s) =>
+      s
+        .split(',')
+        .map((u) => u.trim())
+        .filter(Boolean),
+    )
+    .pipe(z.array(z.string().refine((u) => canonicalPeerUrl(u) !== undefined, 'each peer must be an http(s) base URL')))
+    .optional(),
+  UM_OFFSET_RESET: z.enum(['earliest', 'latest']).default('earliest'),
   UM_HTTP_PORT: int(0, 65535).default('8080'),
   UM_ADVERTISED_URL: z.string().url().optional(),
   UM_PARTITIONS: int(1, 10_000).default('6'),
@@ -100,6 +122,7 @@ const schema = z.object({
   UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
   UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
   UM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
+  UM_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   UM_CONFIG_FILE: z.string().optional(),
 });
 
@@ -118,7 +141,15 @@ export interface AppConfig {
   readonly topicPrefix: string;
   readonly stateDir: string;
   readonly instanceId: string;
-  readonly http: { readonly host: string; readonly port: number };
+  readonly http: {
+    readonly host: string;
+    readonly port: number;
+    /** undefined: /v1/* is served without authentication (loopback, or UM_HTTP_AUTH=none) */
+    readonly authToken?: string;
+    /** base URLs queries may be forwarded to */
+    readonly peers?: readonly string[];
+  };
+  readonly offsetReset?: 'earliest' | 'latest';
   readonly advertisedUrl: string | undefined;
   readonly partitions: number;
   readonly replicationFactor: number;
@@ -129,6 +160,7 @@ export interface AppConfig {
   readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
   readonly preferenceCacheEntries: number;
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  readonly logFormat?: 'auto' | 'json' | 'pretty';
 }
 
 function readFile(setting: string, path: string): string {
@@ -191,6 +223,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     );
   if (c.KAFKA_BROKERS && !c.SCHEMA_REGISTRY_URL)
     throw new ConfigError('SCHEMA_REGISTRY_URL', 'is required when KAFKA_BROKERS is set');
+  if (c.UM_HTTP_AUTH === 'none' && c.UM_HTTP_AUTH_TOKEN)
+    throw new ConfigError('UM_HTTP_AUTH', 'is none but UM_HTTP_AUTH_TOKEN is set; unset one of them');
+  if (c.UM_HTTP_AUTH === 'token' && !c.UM_HTTP_AUTH_TOKEN && !isLoopback(c.UM_HTTP_HOST))
+    throw new ConfigError(
+      'UM_HTTP_AUTH_TOKEN',
+      `is required when the API listens on ${c.UM_HTTP_HOST} (UM_HTTP_HOST), which other hosts can reach: set a token (e.g. \`openssl rand -hex 24\`), bind UM_HTTP_HOST=127.0.0.1, or set UM_HTTP_AUTH=none to serve /v1/* to anyone`,
+    );
   let ssl: AppConfig['ssl'];
   const tlsFiles = c.KAFKA_SSL_CA_FILE || c.KAFKA_SSL_CERT_FILE || c.KAFKA_SSL_KEY_FILE;
   if (c.KAFKA_SSL === false && tlsFiles) throw new ConfigError('KAFKA_SSL', 'is false but TLS files are set');
@@ -224,7 +263,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     topicPrefix: c.UM_TOPIC_PREFIX,
     stateDir: c.UM_STATE_DIR,
     instanceId: c.UM_INSTANCE_ID,
-    http: { host: c.UM_HTTP_HOST, port: c.UM_HTTP_PORT },
+    http: {
+      host: c.UM_HTTP_HOST,
+      port: c.UM_HTTP_PORT,
+      ...(c.UM_HTTP_AUTH_TOKEN ? { authToken: c.UM_HTTP_AUTH_TOKEN } : {}),
+      peers: c.UM_PEER_URLS ?? [],
+    },
+    offsetReset: c.UM_OFFSET_RESET,
     advertisedUrl: c.UM_ADVERTISED_URL,
     partitions: c.UM_PARTITIONS,
     replicationFactor: c.UM_REPLICATION_FACTOR,
@@ -235,6 +280,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultMode: c.UM_DEFAULT_MODE,
     preferenceCacheEntries: c.UM_PREFERENCE_CACHE_ENTRIES,
     logLevel: c.UM_LOG_LEVEL,
+    logFormat: c.UM_LOG_FORMAT,
   };
   return deepFreeze(cfg);
 }
@@ -247,9 +293,32 @@ function deepFreeze<T>(o: T): T {
   return o;
 }
 
+/** Whether a bind address is reachable from this host only. */
+export function isLoopback(host: string): boolean {
+  const h = host.toLowerCase().replace(/^\[|\]$/g, '');
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h) || h === '::ffff:127.0.0.1';
+}
+
+/** A URL with the credentials it embeds (user:pass@) masked. */
+export function maskUrlCredentials(url: string): string {
+  try {
+    const u = new URL(url);
+    if (!u.username && !u.password) return url;
+    u.username = '***';
+    u.password = u.password ? '***' : '';
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/[^/@]*@/, '//***@');
+  }
+}
+
 /** The configuration with secrets masked, for logs and `um config`. */
 export function redact(cfg: AppConfig): unknown {
   return JSON.parse(
-    JSON.stringify(cfg, (k, v: unknown) => (/password|key|cert/i.test(k) && typeof v === 'string' ? '***' : v)),
+    JSON.stringify(cfg, (k, v: unknown) => {
+      if (typeof v !== 'string') return v;
+      if (/password|key|cert|token|secret/i.test(k)) return '***';
+      return /^[a-z][a-z0-9+.-]*:\/\//i.test(v) ? maskUrlCredentials(v) : v;
+    }),
   ) as unknown;
 }

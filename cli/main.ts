@@ -10,7 +10,8 @@
  *   um config              the effective configuration (secrets masked)
  */
 import { Command, Option } from 'commander';
-import pino, { type Logger } from 'pino';
+import { readFileSync } from 'node:fs';
+import type { Logger } from 'pino';
 import { MailMetrics } from '../processors/metrics.js';
 import { ConfigError, StreamsError } from '../runtime/errors.js';
 import { RuntimeMetrics } from '../runtime/metrics.js';
@@ -19,10 +20,11 @@ import { topicNames } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import { ensureTopics, kafkaFor, registryFor, startApp, type App } from './app.js';
 import { loadConfig, redact, SETTINGS, type AppConfig } from './config.js';
-import { readPreferences } from './preferences.js';
+import { createLogger } from './log.js';
+import { localInstanceUrl, preferencesFromInstance, readPreferences } from './preferences.js';
 
 function logger(cfg: AppConfig): Logger {
-  return pino({ level: cfg.logLevel, base: { instance: cfg.instanceId } });
+  return createLogger(cfg);
 }
 
 /** Runs until SIGINT/SIGTERM, then closes cleanly (commit, state kept on disk). */
@@ -47,8 +49,26 @@ function untilSignal(close: () => Promise<void>, log: Logger): void {
   process.once('SIGTERM', () => stop('SIGTERM'));
 }
 
+/** The package version: package.json next to cli/ (sources) or one level up (dist/cli). */
+function packageVersion(): string {
+  for (const rel of ['../package.json', '../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(rel, import.meta.url), 'utf8')) as {
+        name?: string;
+        version?: string;
+      };
+      if (pkg.name === 'unwanted-mail' && pkg.version) return pkg.version;
+    } catch {
+      // not there: try the next
+    }
+  }
+  return 'unknown';
+}
+const version = packageVersion();
+
 const program = new Command()
   .name('um')
+  .version(`unwanted-mail ${version} (node ${process.versions.node})`, '-v, --version', 'print the version')
   .description("unwanted-mail: decides where unwanted mail goes and learns each user's sender preferences")
   .addHelpText(
     'after',
@@ -118,18 +138,30 @@ program
 program
   .command('preferences')
   .description(
-    "print a mailbox's preferences (from a running instance with --url, else from the user-preferences topic)",
+    "print a mailbox's preferences: from a running instance (--url, else the local one on UM_HTTP_PORT), else from the user-preferences topic",
   )
   .argument('<mailboxId>')
   .option('--url <url>', 'base URL of a running instance')
   .action(async (mailboxId: string, opts: { url?: string }) => {
-    if (opts.url) {
-      const r = await fetch(`${opts.url.replace(/\/$/, '')}/v1/preferences/${encodeURIComponent(mailboxId)}`);
-      console.log(JSON.stringify(await r.json(), null, 2));
-      process.exitCode = r.ok ? 0 : 1;
+    const cfg = loadConfig();
+    const base = opts.url ?? localInstanceUrl(cfg);
+    const r = await preferencesFromInstance(base, mailboxId, cfg.http.authToken);
+    if (r) {
+      if (r.status === 401)
+        throw new ConfigError(
+          'UM_HTTP_AUTH_TOKEN',
+          `the instance at ${base} needs its API token: set UM_HTTP_AUTH_TOKEN`,
+        );
+      console.log(JSON.stringify(r.body, null, 2));
+      process.exitCode = r.status === 200 ? 0 : 1;
       return;
     }
-    const cfg = loadConfig();
+    if (opts.url) throw new StreamsError('UNREACHABLE', `no instance answers at ${opts.url}`);
+    if (!cfg.brokers)
+      throw new ConfigError(
+        'KAFKA_BROKERS',
+        `no instance answers at ${base} and KAFKA_BROKERS is not set: start one (npm start), pass --url, or set KAFKA_BROKERS to read the user-preferences topic`,
+      );
     const prefs = await readPreferences(cfg, mailboxId);
     if (!prefs) {
       console.error(`no preferences for this mailbox`);
@@ -148,6 +180,127 @@ program
     const cfg = loadConfig();
     const created = await ensureTopics(kafkaFor(cfg, 'um-cli'), cfg);
     console.log(created.length ? `created: ${created.join(', ')}` : 'all topics exist');
+  });
+
+program
+  .command('reset')
+  .description(
+    'start the application over (all instances stopped): input offsets to earliest, latest or a time, internal topics deleted, local state wiped',
+  )
+  .option('--to <target>', 'earliest | latest | an ISO-8601 time | epoch milliseconds', 'earliest')
+  .option('--dry-run', 'print what would be done and change nothing', false)
+  .action(async (opts: { to: string; dryRun: boolean }) => {
+    const { parseResetTarget, runReset } = await import('./reset.js');
+    const target = parseResetTarget(opts.to);
+    const cfg = loadConfig();
+    const topology = unwantedMailTopology({
+      topics: topicNames(cfg.topicPrefix),
+      serdes: mailSerdes(registryFor({ ...cfg, registry: { url: 'http://localhost:0' } }), topicNames(cfg.topicPrefix)),
+    });
+    console.log(
+      await runReset(kafkaFor(cfg, 'um-reset'), {
+        applicationId: cfg.applicationId,
+        stateDir: cfg.stateDir,
+        topology,
+        target,
+        dryRun: opts.dryRun,
+      }),
+    );
+  });
+
+const dlq = program.command('dlq').description('dead letters (the <UM_APP_ID>-dlq topic)');
+dlq
+  .command('list')
+  .description('one line per dead letter: id (partition:offset), time, error code, source, key hash, message')
+  .option('--code <code>', 'only this error code')
+  .action(async (opts: { code?: string }) => {
+    const { listDeadLetters, deadLetterLine } = await import('./inspect.js');
+    const cfg = loadConfig();
+    const letters = await listDeadLetters(kafkaFor(cfg, 'um-cli'), `${cfg.applicationId}-dlq`, opts.code);
+    for (const d of letters) console.log(deadLetterLine(d));
+    console.error(`${letters.length} dead letter(s)`);
+  });
+dlq
+  .command('show')
+  .description('dead letters in full: headers decoded, the value decoded when its schema is known')
+  .argument('<ids...>', 'partition:offset, as listed')
+  .action(async (ids: string[]) => {
+    const { listDeadLetters, parseDeadLetterIds, topicDecoder } = await import('./inspect.js');
+    const cfg = loadConfig();
+    const wanted = parseDeadLetterIds(ids);
+    const letters = (await listDeadLetters(kafkaFor(cfg, 'um-cli'), `${cfg.applicationId}-dlq`)).filter((d) =>
+      wanted.some((w) => w.partition === d.partition && w.offset === d.offset),
+    );
+    for (const d of letters) {
+      const value = d.source ? await topicDecoder(cfg, d.source.topic)(d.value) : d.value?.toString('base64');
+      console.log(
+        JSON.stringify(
+          {
+            id: `${d.partition}:${d.offset}`,
+            timestamp: d.timestamp,
+            source: d.source,
+            error: d.error,
+            headers: d.headers,
+            key: d.key?.toString('utf8') ?? null,
+            value,
+          },
+          null,
+          2,
+        ),
+      );
+    }
+    if (letters.length < wanted.length) {
+      console.error(`${wanted.length - letters.length} id(s) not found`);
+      process.exitCode = 1;
+    }
+  });
+dlq
+  .command('replay')
+  .description('send dead letters back to their source topic (after fixing the cause), by id or by --code / --all')
+  .argument('[ids...]', 'partition:offset, as listed')
+  .option('--code <code>', 'every dead letter with this error code')
+  .option('--all', 'every dead letter', false)
+  .option('--dry-run', 'list what would be replayed', false)
+  .action(async (ids: string[], opts: { code?: string; all: boolean; dryRun: boolean }) => {
+    const { listDeadLetters, parseDeadLetterIds, replayDeadLetters, deadLetterLine } = await import('./inspect.js');
+    if (!ids.length && !opts.code && !opts.all)
+      throw new StreamsError('NOTHING_CHOSEN', 'name dead letters (partition:offset), or use --code CODE or --all');
+    const cfg = loadConfig();
+    const kafka = kafkaFor(cfg, 'um-cli');
+    const dlqTopic = `${cfg.applicationId}-dlq`;
+    const wanted = parseDeadLetterIds(ids);
+    const letters = (await listDeadLetters(kafka, dlqTopic, opts.code)).filter(
+      (d) => opts.all || opts.code || wanted.some((w) => w.partition === d.partition && w.offset === d.offset),
+    );
+    for (const d of letters) console.log(deadLetterLine(d));
+    if (opts.dryRun) {
+      console.error(`dry run: ${letters.length} dead letter(s) would be replayed`);
+      return;
+    }
+    console.error(`replayed ${await replayDeadLetters(kafka, letters, dlqTopic)} dead letter(s)`);
+  });
+
+program
+  .command('tail')
+  .description('print the records of a topic as JSON lines (Avro decoded), from its end, until Ctrl-C')
+  .argument('<topic>', 'a topic name (the UM_TOPIC_PREFIX may be left out)')
+  .option('--key <key>', 'only this key (e.g. a mailbox id)')
+  .option('--from-beginning', 'from the start of the topic', false)
+  .option('--limit <n>', 'stop after n records')
+  .action(async (topic: string, opts: { key?: string; fromBeginning: boolean; limit?: string }) => {
+    const { tail } = await import('./inspect.js');
+    const cfg = loadConfig();
+    const known = Object.values(topicNames(cfg.topicPrefix));
+    const name = known.includes(topic) || !known.includes(cfg.topicPrefix + topic) ? topic : cfg.topicPrefix + topic;
+    const ac = new AbortController();
+    process.once('SIGINT', () => ac.abort());
+    process.once('SIGTERM', () => ac.abort());
+    await tail(kafkaFor(cfg, 'um-cli'), cfg, name, {
+      ...(opts.key !== undefined ? { key: opts.key } : {}),
+      fromBeginning: opts.fromBeginning,
+      ...(opts.limit !== undefined ? { limit: Number(opts.limit) } : {}),
+      signal: ac.signal,
+    });
   });
 
 program

@@ -4,6 +4,7 @@
  * wins. No running instance is needed.
  */
 import type { UserPreferences } from '../processors/logic/model.js';
+import { StreamsError } from '../runtime/errors.js';
 import { readRanges, endOffsets } from '../runtime/partition-reader.js';
 import { partitionForKey } from '../runtime/partitioner.js';
 import { mailSerdes } from '../topology/serdes.js';
@@ -27,4 +28,47 @@ export async function readPreferences(cfg: AppConfig, mailboxId: string): Promis
   if (!latest) return undefined;
   await serde.prepare([latest]);
   return serde.deserialize(topic, latest);
+}
+
+/** The base URL of an instance on this host, from UM_HTTP_HOST / UM_HTTP_PORT. */
+export function localInstanceUrl(cfg: Pick<AppConfig, 'http'>): string {
+  const h = cfg.http.host;
+  const host = h === '0.0.0.0' || h === '::' ? '127.0.0.1' : h.includes(':') ? `[${h}]` : h;
+  return `http://${host}:${cfg.http.port}`;
+}
+
+/**
+ * Asks a running instance (`GET /v1/preferences/<id>`, with the API token when one is set).
+ * Undefined when nothing answers at `baseUrl` (connection refused, timeout).
+ */
+export async function preferencesFromInstance(
+  baseUrl: string,
+  mailboxId: string,
+  token: string | undefined,
+  timeoutMs = 10_000,
+): Promise<{ status: number; body: unknown } | undefined> {
+  let res: Response;
+  try {
+    res = await fetch(`${baseUrl.replace(/\/+$/, '')}/v1/preferences/${encodeURIComponent(mailboxId)}`, {
+      headers: { accept: 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+  } catch (e) {
+    // nothing listens there: the caller falls back to the topic
+    const code = ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EADDRNOTAVAIL') return undefined;
+    throw new StreamsError(
+      'INSTANCE_UNAVAILABLE',
+      `the instance at ${baseUrl} did not answer (${(e as Error).name === 'TimeoutError' ? `no answer within ${timeoutMs} ms` : (e as Error).message})`,
+      { retriable: true, cause: e },
+    );
+  }
+  const text = await res.text();
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: shown as text
+  }
+  return { status: res.status, body };
 }

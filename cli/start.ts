@@ -7,16 +7,16 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pino from 'pino';
 import { Workload, TrafficProducer } from '../bench/generator.js';
-import { histogramQuantiles } from '../runtime/metrics.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { kafkaFor, startApp, type App } from './app.js';
 import { loadConfig, type AppConfig } from './config.js';
+import { createLogger } from './log.js';
+import { histogramBuckets, SnapshotWindow, windowQuantile } from './window.js';
 
 export async function start(opts: { rate: number; demo: boolean }): Promise<void> {
   let cfg = loadConfig();
-  const log = pino({ level: cfg.logLevel, base: { instance: cfg.instanceId } });
+  const log = createLogger(cfg);
   let stack: LocalStack | undefined;
   let tempState: string | undefined;
   if (!cfg.brokers) {
@@ -65,18 +65,28 @@ export async function start(opts: { rate: number; demo: boolean }): Promise<void
       await traffic.seed(0.3);
       traffic.start(opts.rate);
       console.log(`demo traffic: ${opts.rate} mail events/s (about 5% followed by a user interaction)`);
+      const examples = workload
+        .seedPreferences(0.3, 0)
+        .slice(0, 3)
+        .map((p) => p.mailboxId);
+      console.log(
+        `mailboxes with preferences, e.g.: ${examples.join(' ')}  (npm run um -- preferences ${examples[0]})`,
+      );
     }
-    timer = setInterval(() => void summary(app!), 5000);
+    timer = setInterval(() => void summary(app!), SUMMARY_EVERY_MS);
   } catch (e) {
     await cleanup();
     throw e;
   }
 }
 
+const SUMMARY_EVERY_MS = 5000;
+/** dwell quantiles over the last 30 s, not since start */
+const DWELL_WINDOW = new SnapshotWindow(30_000 / SUMMARY_EVERY_MS);
 let lastCount = 0;
 let lastAt = Date.now();
 
-/** One line: events/s, decisions by action, dwell p99. */
+/** One line: events/s, decisions by action, dwell p99 over the last 30 s. */
 async function summary(app: App): Promise<void> {
   const reg = app.streams.metrics.registry;
   const processed = await reg.getSingleMetric('um_records_processed_total')?.get();
@@ -89,8 +99,10 @@ async function summary(app: App): Promise<void> {
   const byAction = new Map<string, number>();
   for (const v of decisions.values)
     byAction.set(String(v.labels.action), (byAction.get(String(v.labels.action)) ?? 0) + v.value);
-  const [p99] = await histogramQuantiles(app.metrics.dwell, [0.99]);
+  const buckets = await histogramBuckets(app.metrics.dwell);
+  const p99 = windowQuantile(DWELL_WINDOW.oldest(), buckets, 0.99);
+  DWELL_WINDOW.push(buckets);
   console.log(
-    `[${app.streams.state}] ${rate.toFixed(0)} records/s | decisions ${[...byAction].map(([a, n]) => `${a}=${n}`).join(' ') || 'none yet'} | dwell p99 ${p99 === undefined ? '-' : `${(p99 * 1000).toFixed(0)} ms`} | ${app.url}/metrics`,
+    `[${app.streams.state}] ${rate.toFixed(0)} records/s | decisions ${[...byAction].map(([a, n]) => `${a}=${n}`).join(' ') || 'none yet'} | dwell p99 (30 s) ${p99 === undefined ? '-' : `${(p99 * 1000).toFixed(0)} ms`} | ${app.url}/metrics`,
   );
 }

@@ -31,7 +31,8 @@ export const streamsConfigSchema = z
       .min(1)
       .regex(/^[A-Za-z0-9._-]+$/, 'letters, digits, ".", "_" and "-" only'),
     brokers: z.array(z.string().regex(/^[^:\s]+:\d+$/, 'host:port')).min(1),
-    clientId: z.string().min(1).default('unwanted-mail'),
+    /** Kafka client id prefix (default: the applicationId) */
+    clientId: z.string().min(1).optional(),
     /** identifies this instance in logs, metrics and the group */
     instanceId: z.string().min(1).default(`instance-${process.pid}`),
     stateDir: z.string().min(1),
@@ -72,7 +73,7 @@ export const streamsConfigSchema = z
   .strict();
 
 export type StreamsConfigInput = z.input<typeof streamsConfigSchema>;
-export type StreamsConfig = Readonly<z.output<typeof streamsConfigSchema> & { dlqTopic: string }>;
+export type StreamsConfig = Readonly<z.output<typeof streamsConfigSchema> & { clientId: string; dlqTopic: string }>;
 
 /** Validates and freezes. Throws ConfigError naming the first bad setting. */
 export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
@@ -88,7 +89,11 @@ export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
       'processingGuarantee',
       'exactly_once (Kafka transactions) is not implemented yet; use at_least_once',
     );
-  const cfg = { ...r.data, dlqTopic: r.data.dlqTopic ?? `${r.data.applicationId}-dlq` };
+  const cfg = {
+    ...r.data,
+    clientId: r.data.clientId ?? r.data.applicationId,
+    dlqTopic: r.data.dlqTopic ?? `${r.data.applicationId}-dlq`,
+  };
   return Object.freeze(cfg);
 }
 

@@ -9,8 +9,16 @@
  * so a request cannot loop between instances while the group rebalances.
  *
  * Keys are never logged: log lines carry a short sha256 hash of the key (`keyHash`).
+ *
+ * Security. With `authToken` set, every route except those marked public (route config
+ * `{ public: true }`: /metrics, /healthz, /readyz) needs `Authorization: Bearer <token>`
+ * (@fastify/bearer-auth, constant-time comparison). A query is forwarded only to a peer whose base
+ * URL is in `peers`: any member of the consumer group can advertise any URL, so an advertised URL
+ * alone is never trusted, and the token (which forwarded queries carry) is never sent elsewhere.
+ * An owner outside the list answers 503 UNTRUSTED_OWNER and is logged once at WARN.
  */
 import { createHash } from 'node:crypto';
+import bearerAuth from '@fastify/bearer-auth';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply } from 'fastify';
 import pino, { type Logger } from 'pino';
 import type { Registry } from 'prom-client';
@@ -49,11 +57,21 @@ export interface QueryableStreams {
 /** Renders a store value as JSON (default: as it is). */
 export type ValueRenderer = (value: unknown, store: string) => unknown;
 
+/**
+ * Where queries may be forwarded: a list of peer base URLs (e.g. `http://um-1:8080`), or 'any'
+ * (trust every URL a group member advertises: only for tests and closed networks).
+ */
+export type PeerPolicy = readonly string[] | 'any';
+
 export interface QueryOptions {
   /** the request was forwarded by another instance: never forward it again */
   forwarded?: boolean;
   render?: ValueRenderer;
   logger?: Logger;
+  /** peers queries may be forwarded to (default: none, i.e. no forwarding) */
+  peers?: PeerPolicy;
+  /** bearer token sent with forwarded queries (to allowed peers only) */
+  token?: string;
 }
 
 export interface QueryHit {
@@ -64,7 +82,15 @@ export interface QueryHit {
 }
 
 export interface QueryError {
-  error: 'UNKNOWN_STORE' | 'NOT_FOUND' | 'NOT_OWNER' | 'NO_OWNER' | 'NOT_STARTED' | 'FORWARD_FAILED';
+  error:
+    | 'UNKNOWN_STORE'
+    | 'NOT_FOUND'
+    | 'NOT_OWNER'
+    | 'NO_OWNER'
+    | 'UNTRUSTED_OWNER'
+    | 'NOT_STARTED'
+    | 'FORWARD_FAILED'
+    | 'BAD_REQUEST';
   store?: string;
   partition?: number;
 }
@@ -83,10 +109,17 @@ export interface HttpServerOptions {
   /** 0 = a random free port */
   port: number;
   logger?: Logger;
-  /** extra routes registered by the application */
+  /**
+   * extra routes registered by the application; they need the token unless their route config is
+   * `{ public: true }`. `helpers.queryStore` applies the server's peers and token.
+   */
   routes?: (app: FastifyInstance, helpers: { queryStore: typeof queryStore }) => void | Promise<void>;
   /** how a store value is rendered as JSON (default: as is) */
   renderValue?: ValueRenderer;
+  /** bearer token required on every non-public route; undefined = no authentication */
+  authToken?: string;
+  /** peers queries may be forwarded to (default: none) */
+  peers?: PeerPolicy;
 }
 
 export interface HttpServer {
@@ -136,6 +169,43 @@ function forgetOwner(streams: QueryableStreams, partition: number): void {
   ownerCaches.get(streams)?.delete(partition);
 }
 
+/**
+ * The canonical form of a peer base URL (scheme, host, port, path without trailing slash), or
+ * undefined when it is not a plain http(s) URL (credentials, query and fragment are refused).
+ */
+export function canonicalPeerUrl(url: string): string | undefined {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return undefined;
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return undefined;
+  if (u.username || u.password || u.search || u.hash) return undefined;
+  return `${u.protocol}//${u.host}${u.pathname.replace(/\/+$/, '')}`;
+}
+
+/** Whether `endpoint` (a URL a group member advertised) may receive forwarded queries. */
+export function isAllowedPeer(endpoint: string, peers: PeerPolicy | undefined): boolean {
+  const c = canonicalPeerUrl(endpoint);
+  if (c === undefined || peers === undefined) return false;
+  if (peers === 'any') return true;
+  return peers.some((p) => canonicalPeerUrl(p) === c);
+}
+
+const warnedUntrusted = new WeakMap<QueryableStreams, Set<string>>();
+
+function warnUntrustedOnce(streams: QueryableStreams, endpoint: string, log: Logger | undefined): void {
+  let seen = warnedUntrusted.get(streams);
+  if (!seen) warnedUntrusted.set(streams, (seen = new Set()));
+  if (seen.has(endpoint) || seen.size > 100) return;
+  seen.add(endpoint);
+  log?.warn(
+    { owner: endpoint.slice(0, 200) },
+    'a group member advertises a URL that is not an allowed peer: queries for its partitions are not forwarded (add it to the peer list if it is one of ours, else find the rogue member)',
+  );
+}
+
 // ---------------------------------------------------------------------------------------------
 // interactive queries
 
@@ -151,6 +221,7 @@ export async function queryStore(
 ): Promise<QueryResult> {
   const log = opts.logger ?? streams.logger;
   const kh = keyHash(key);
+  if (key === '') return { status: 400, body: { error: 'BAD_REQUEST', store } };
   if (!streams.topology.stores.has(store)) return { status: 404, body: { error: 'UNKNOWN_STORE', store } };
   let partition: number;
   try {
@@ -188,12 +259,22 @@ export async function queryStore(
       log?.debug({ store, keyHash: kh, partition, self: !!endpoint }, 'no owner to forward the store query to');
       return { status: 503, body: { error: 'NO_OWNER', store, partition } };
     }
+    if (!isAllowedPeer(endpoint, opts.peers)) {
+      warnUntrustedOnce(streams, endpoint, log);
+      return { status: 503, body: { error: 'UNTRUSTED_OWNER', store, partition } };
+    }
     const url = `${trimSlash(endpoint)}/v1/stores/${encodeURIComponent(store)}/${encodeURIComponent(key)}`;
     let res: Response;
     let body: unknown;
     try {
       res = await fetch(url, {
-        headers: { [FORWARDED_HEADER]: '1', accept: 'application/json' },
+        headers: {
+          [FORWARDED_HEADER]: '1',
+          accept: 'application/json',
+          ...(opts.token ? { authorization: `Bearer ${opts.token}` } : {}),
+        },
+        // an allowed peer must answer itself: a redirect could lead the token elsewhere
+        redirect: 'error',
         signal: AbortSignal.timeout(FORWARD_TIMEOUT_MS),
       });
       body = await res.json();
@@ -202,6 +283,13 @@ export async function queryStore(
       log?.warn(
         { store, keyHash: kh, partition, owner: endpoint, err: (e as Error).name },
         'store query forward failed',
+      );
+      return { status: 502, body: { error: 'FORWARD_FAILED', store, partition } };
+    }
+    if (res.status === 401) {
+      log?.warn(
+        { owner: endpoint, partition },
+        'a peer refused the bearer token of a forwarded query: the instances do not share the same HTTP auth token',
       );
       return { status: 502, body: { error: 'FORWARD_FAILED', store, partition } };
     }
@@ -236,31 +324,57 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     loggerInstance: logger as FastifyBaseLogger,
     // no per-request log lines: the hot path stays quiet, and URLs (which carry keys) are never logged
     logController: new LogController({ disableRequestLogging: true }),
-    // keys are mailbox ids or addresses: allow long ones
+    // keys may be long (ids, addresses, composite keys)
     routerOptions: { maxParamLength: 1024 },
   });
+
+  if (opts.authToken !== undefined) {
+    if (opts.authToken.length < 16) throw new Error('the HTTP auth token must have at least 16 characters');
+    await app.register(bearerAuth, {
+      keys: new Set([opts.authToken]),
+      addHook: false,
+      verifyErrorLogLevel: 'debug',
+      errorResponse: () => ({ error: 'UNAUTHORIZED' }),
+    });
+    const verify = (
+      app as unknown as { verifyBearerAuth: (req: unknown, reply: unknown, done: (e?: Error) => void) => void }
+    ).verifyBearerAuth;
+    // deny by default: every matched route needs the token unless it is marked public
+    app.addHook('onRequest', (req, reply, done) => {
+      const cfg = req.routeOptions.config as { public?: boolean } | undefined;
+      if (req.routeOptions.url === undefined || cfg?.public === true) return done();
+      verify(req, reply, done);
+    });
+  }
+  const peerOpts = {
+    ...(opts.peers !== undefined ? { peers: opts.peers } : {}),
+    ...(opts.authToken !== undefined ? { token: opts.authToken } : {}),
+  };
 
   app.setErrorHandler((err: Error & { statusCode?: number }, req, reply) => {
     const status = err.statusCode && err.statusCode >= 400 ? err.statusCode : 500;
     if (status >= 500) req.log.error({ route: req.routeOptions.url, err: err.message }, 'request failed');
-    void reply.code(status).send({ error: status >= 500 ? 'INTERNAL' : 'BAD_REQUEST' });
+    void reply
+      .code(status)
+      .send({ error: status >= 500 ? 'INTERNAL' : status === 401 ? 'UNAUTHORIZED' : 'BAD_REQUEST' });
   });
   app.setNotFoundHandler((_req, reply) => {
     void reply.code(404).send({ error: 'NO_ROUTE' });
   });
 
-  app.get('/metrics', async (_req, reply) => {
+  const open = { config: { public: true } };
+  app.get('/metrics', open, async (_req, reply) => {
     const text = await streams.metrics.registry.metrics();
     return reply.header('content-type', streams.metrics.registry.contentType).send(text);
   });
 
-  app.get('/healthz', async (_req, reply) => {
+  app.get('/healthz', open, async (_req, reply) => {
     const state = streams.state;
     if (UNHEALTHY.has(state)) return reply.code(503).send({ status: 'down', state });
     return reply.send({ status: 'ok', state });
   });
 
-  app.get('/readyz', async (_req, reply) => {
+  app.get('/readyz', open, async (_req, reply) => {
     if (streams.isReady()) return reply.send({ ready: true, state: streams.state });
     return reply.code(503).send({ ready: false, state: streams.state, restore: streams.restoreProgress() });
   });
@@ -276,18 +390,28 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       forwarded: req.headers[FORWARDED_HEADER] !== undefined,
       logger: req.log as Logger,
       ...(opts.renderValue ? { render: opts.renderValue } : {}),
+      ...peerOpts,
     });
     return sendQuery(reply, r);
   });
 
-  await opts.routes?.(app, { queryStore });
+  await opts.routes?.(app, {
+    queryStore: (s2, store, key, o = {}) => queryStore(s2, store, key, { ...peerOpts, ...o }),
+  });
 
   await app.listen({ host, port: opts.port });
   const addr = app.server.address();
   if (!addr || typeof addr === 'string') throw new Error('the HTTP server has no TCP address');
   const urlHost = host === '0.0.0.0' || host === '::' ? '127.0.0.1' : host.includes(':') ? `[${host}]` : host;
   const url = `http://${urlHost}:${addr.port}`;
-  logger.info({ port: addr.port, instance: streams.config.instanceId }, 'http server listening');
+  logger.info(
+    {
+      port: addr.port,
+      ...(logger.bindings().instance === undefined ? { instance: streams.config.instanceId } : {}),
+      auth: opts.authToken !== undefined ? 'token' : 'none',
+    },
+    'http server listening',
+  );
   return {
     url,
     port: addr.port,

@@ -52,3 +52,33 @@ export const longSerde: Serde<number> = {
     return Number(b.readBigInt64BE());
   },
 };
+
+/**
+ * A serde whose deserialized values must pass `check` (which throws a StreamsError with a code,
+ * e.g. a ProcessingError): a value that fails raises SerdeError with that code, so the record is
+ * treated as undecodable (dead-lettered, or skipped by a global table, where the last good value
+ * of the key stays in force). Serialization is not checked.
+ */
+export function validatedSerde<T>(inner: Serde<T>, check: (value: T) => void): Serde<T> {
+  return {
+    ...(inner.init ? { init: () => inner.init!() } : {}),
+    ...(inner.prepare ? { prepare: (d: readonly (Buffer | null)[]) => inner.prepare!(d) } : {}),
+    serialize: (topic, value) => inner.serialize(topic, value),
+    deserialize: (topic, data) => {
+      const value = inner.deserialize(topic, data);
+      try {
+        check(value);
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        throw new SerdeError(
+          typeof code === 'string' ? code : 'INVALID_VALUE',
+          `record on ${topic}: ${(e as Error).message}`,
+          {
+            cause: e,
+          },
+        );
+      }
+      return value;
+    },
+  };
+}

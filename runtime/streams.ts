@@ -26,7 +26,7 @@
  * processing until it has one again, so two owners never write at the same time for long.
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaConfig, Producer } from 'kafkajs';
-import { AssignerProtocol, Kafka as KafkaClient, logLevel as KafkaLogLevel } from 'kafkajs';
+import { AssignerProtocol, Kafka as KafkaClient } from 'kafkajs';
 import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
@@ -46,6 +46,7 @@ import { RuntimeMetrics } from './metrics.js';
 import { endOffsets, followTopics, readRanges, toRawRecord, topicOffsets } from './partition-reader.js';
 import { partitionForKey } from './partitioner.js';
 import { withRetries } from './retry.js';
+import { kafkaClientLogLevel, kafkaLogCreator } from './kafka-log.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
 import { KafkaRecordCollector, TopicLimits } from './record-collector.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
@@ -179,10 +180,8 @@ export class KafkaStreams {
         clientId: `${config.clientId}-${config.instanceId}`,
         brokers: [...config.brokers],
         connectionTimeout: config.connectionTimeoutMs,
-        logLevel: KafkaLogLevel.WARN,
-        logCreator: () => (entry) => {
-          this.logger.warn({ kafkajs: entry.namespace, msg: entry.log.message, broker: entry.log.broker }, 'kafkajs');
-        },
+        logLevel: kafkaClientLogLevel(this.logger),
+        logCreator: kafkaLogCreator(this.logger),
         ...(kafkaSecurity(config) as Pick<KafkaConfig, 'ssl' | 'sasl'>),
       });
     this.coPartitioned = new Set(topology.sourceTopics());

@@ -2,10 +2,10 @@
  * Declaring a topology: sources, processors, sinks, state stores, tables and global tables.
  *
  *   const t = new TopologyBuilder()
- *     .source('events', { topic: 'mail-events', key: stringSerde, value: eventSerde })
- *     .processor('decide', () => new Decide(), 'events')
- *     .sink('decisions', { topic: 'mail-decisions', key: stringSerde, value: decisionSerde }, 'decide')
- *     .store({ name: 'prefs', ... }, 'decide')
+ *     .source('orders', { topic: 'orders', key: stringSerde, value: orderSerde })
+ *     .processor('price', () => new Price(), 'orders')
+ *     .sink('priced', { topic: 'priced-orders', key: stringSerde, value: pricedSerde }, 'price')
+ *     .store({ name: 'prices', ... }, 'price')
  *     .build();
  *
  * `build()` validates the graph (unknown parents, orphan nodes, stores attached to nothing,

@@ -18,7 +18,8 @@ import {
 } from '../processors/decide-processor.js';
 import { DEDUPE_STORE, LearnProcessor, newerPreferences } from '../processors/learn-processor.js';
 import type { MailMetrics } from '../processors/metrics.js';
-import { longSerde, stringSerde } from '../runtime/serdes.js';
+import { validateTenantPolicy } from '../processors/validate.js';
+import { longSerde, stringSerde, validatedSerde } from '../runtime/serdes.js';
 import { TopologyBuilder, type Topology } from '../runtime/topology.js';
 import type { TopicSerdes } from './serdes.js';
 import type { Topics } from './topics.js';
@@ -54,7 +55,13 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
         value: s.userPreferences,
         shouldApply: newerPreferences,
       })
-      .globalTable({ name: TENANT_POLICIES_TABLE, topic: t.tenantPolicies, key: stringSerde, value: s.tenantPolicies })
+      // a policy that fails validation is skipped: the tenant's last good policy stays in force
+      .globalTable({
+        name: TENANT_POLICIES_TABLE,
+        topic: t.tenantPolicies,
+        key: stringSerde,
+        value: validatedSerde(s.tenantPolicies, validateTenantPolicy),
+      })
 
       // learning: interactions → preferences
       .source('user-interactions', { topic: t.userInteractions, key: stringSerde, value: s.userInteractions })

@@ -47,7 +47,7 @@ async function instance(appId: string, name: string, input: string, output: stri
     }),
     { logger },
   );
-  const http = await startHttpServer({ streams, host: '127.0.0.1', port, logger });
+  const http = await startHttpServer({ streams, host: '127.0.0.1', port, logger, peers: 'any' });
   expect(http.url).toBe(streams.config.advertisedUrl);
   cleanups.push(() => http.close());
   cleanups.push(() => streams.close());

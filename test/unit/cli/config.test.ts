@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadConfig, redact } from '../../../cli/config.js';
+import { isLoopback, loadConfig, maskUrlCredentials, redact } from '../../../cli/config.js';
 import { ConfigError } from '../../../runtime/errors.js';
 
 const dirs: string[] = [];
@@ -37,7 +37,8 @@ describe('service configuration', () => {
     expect(c.partitions).toBe(6);
     expect(c.commitIntervalMs).toBe(1000);
     expect(c.defaultMode).toBe('SHADOW');
-    expect(c.http).toEqual({ host: '0.0.0.0', port: 0 });
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 0, peers: [] });
+    expect(c.offsetReset).toBe('earliest');
     expect(Object.isFrozen(c)).toBe(true);
     expect(Object.isFrozen(c.brokers)).toBe(true);
     expect(() => ((c as { applicationId: string }).applicationId = 'x')).toThrow();
@@ -100,5 +101,54 @@ describe('service configuration', () => {
     expect(refused({ UM_CONFIG_FILE: file }).setting).toBe('UM_PARTITIONZ');
     writeFileSync(file, '{nope');
     expect(refused({ UM_CONFIG_FILE: file }).setting).toBe('UM_CONFIG_FILE');
+  });
+});
+
+describe('HTTP security settings', () => {
+  const TOKEN = 'abcdefghijklmnopqrstuvwx';
+
+  it('refuses a non-loopback bind address without a token, naming UM_HTTP_AUTH_TOKEN and the ways out', () => {
+    const e = refused({ ...base, UM_HTTP_HOST: '0.0.0.0' });
+    expect(e.setting).toBe('UM_HTTP_AUTH_TOKEN');
+    expect(e.message).toMatch(/UM_HTTP_HOST=127\.0\.0\.1/);
+    expect(e.message).toMatch(/UM_HTTP_AUTH=none/);
+    expect(refused({ ...base, UM_HTTP_HOST: '10.1.2.3' }).setting).toBe('UM_HTTP_AUTH_TOKEN');
+  });
+
+  it('accepts loopback without a token, a token anywhere, and UM_HTTP_AUTH=none explicitly', () => {
+    expect(loadConfig({ ...base, UM_HTTP_HOST: 'localhost' }).http.authToken).toBeUndefined();
+    const c = loadConfig({ ...base, UM_HTTP_HOST: '0.0.0.0', UM_HTTP_AUTH_TOKEN: TOKEN });
+    expect(c.http.authToken).toBe(TOKEN);
+    expect(loadConfig({ ...base, UM_HTTP_HOST: '0.0.0.0', UM_HTTP_AUTH: 'none' }).http.authToken).toBeUndefined();
+    expect(refused({ ...base, UM_HTTP_AUTH: 'none', UM_HTTP_AUTH_TOKEN: TOKEN }).setting).toBe('UM_HTTP_AUTH');
+    expect(refused({ ...base, UM_HTTP_AUTH_TOKEN: 'short' }).setting).toBe('UM_HTTP_AUTH_TOKEN');
+  });
+
+  it('reads UM_PEER_URLS as a list of http(s) base URLs', () => {
+    const c = loadConfig({ ...base, UM_PEER_URLS: 'http://um-1:8080, https://um-2:8443/' });
+    expect(c.http.peers).toEqual(['http://um-1:8080', 'https://um-2:8443/']);
+    expect(refused({ ...base, UM_PEER_URLS: 'http://um-1:8080,ftp://x' }).setting).toBe('UM_PEER_URLS');
+    expect(refused({ ...base, UM_PEER_URLS: 'http://u:p@um-1:8080' }).setting).toBe('UM_PEER_URLS');
+  });
+
+  it('knows loopback addresses', () => {
+    for (const h of ['127.0.0.1', '127.1.2.3', 'localhost', '::1', '[::1]']) expect(isLoopback(h), h).toBe(true);
+    for (const h of ['0.0.0.0', '::', '10.0.0.1', 'um-1', '128.0.0.1']) expect(isLoopback(h), h).toBe(false);
+  });
+
+  it('masks the token and credentials embedded in URLs (um config)', () => {
+    const c = loadConfig({
+      ...base,
+      SCHEMA_REGISTRY_URL: 'https://reguser:regs3cret@registry.example:8081/apis/ccompat/v7',
+      UM_HTTP_HOST: '0.0.0.0',
+      UM_HTTP_AUTH_TOKEN: TOKEN,
+    });
+    const printed = JSON.stringify(redact(c));
+    expect(printed).not.toContain('regs3cret');
+    expect(printed).not.toContain('reguser');
+    expect(printed).not.toContain(TOKEN);
+    expect(printed).toContain('https://***:***@registry.example:8081/apis/ccompat/v7');
+    expect(maskUrlCredentials('http://u@h:1/p')).toBe('http://***@h:1/p');
+    expect(maskUrlCredentials('http://h:1/p')).toBe('http://h:1/p');
   });
 });

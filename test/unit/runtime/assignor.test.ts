@@ -66,10 +66,6 @@ describe('assignTasks', () => {
     expect(moved(owned, r)).toEqual([]);
   });
 
-  // BUG (runtime/assignor.ts): the +1 capacities (when tasks % members != 0) go to the first members
-  // by id, not to members that already own more, so a balanced assignment is reshuffled: here b must
-  // give a task to a (the same happens to a member with local state for base+1 tasks). Flip to `it`
-  // once the extra capacity goes first to members owning (then having state for) more than `base`.
   it('keeps a balanced assignment when the member owning the extra task is not first by id', () => {
     const owned = new Map([
       ['a', [4, 5, 6]],
@@ -160,10 +156,6 @@ describe('member info user data', () => {
     expect(decodeMemberInfo(Buffer.from('{}'))).toMatchObject(empty);
   });
 
-  // BUG (runtime/assignor.ts): decodeMemberInfo trusts the JSON types. A string "owned" is iterated
-  // char by char, and non-integer entries pass give()'s range checks, so a garbage member takes
-  // bogus "tasks" (using up its capacity) and "2" and 2 are both assigned. Flip to `it` once
-  // decodeMemberInfo keeps only arrays of safe integers (and a string endpoint).
   it('tolerates well-formed JSON of the wrong shape', () => {
     const garbage = decodeMemberInfo(
       Buffer.from(JSON.stringify({ endpoint: 42, owned: 'abc', stateful: [1.5, '2', null, 3] })),

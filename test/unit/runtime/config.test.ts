@@ -83,9 +83,6 @@ describe('streamsConfig', () => {
     expect(err.message).toContain('comitIntervalMs');
   });
 
-  // BUG (runtime/config.ts): for an unknown key zod reports an empty path, so `setting` is "(root)"
-  // instead of the key. Flip to `it` once streamsConfig uses the issue's `keys` for
-  // "unrecognized_keys" issues.
   it('names an unknown key in `setting`', () => {
     expect(configError({ ...valid, comitIntervalMs: 10 }).setting).toBe('comitIntervalMs');
   });

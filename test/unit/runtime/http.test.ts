@@ -5,7 +5,16 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterEach, describe, expect, it } from 'vitest';
-import { keyHash, startHttpServer, type HttpServer, type QueryableStreams } from '../../../runtime/http.js';
+import { createServer, type Server } from 'node:http';
+import {
+  canonicalPeerUrl,
+  isAllowedPeer,
+  keyHash,
+  startHttpServer,
+  type HttpServer,
+  type HttpServerOptions,
+  type QueryableStreams,
+} from '../../../runtime/http.js';
 import { RuntimeMetrics } from '../../../runtime/metrics.js';
 import type { StreamsState } from '../../../runtime/streams.js';
 import { seqTopology } from '../../integration/fixtures/seq-topology.js';
@@ -54,8 +63,12 @@ afterEach(async () => {
   for (const s of servers.splice(0)) await s.close();
 });
 
-async function serve(streams: QueryableStreams, logger = pino({ level: 'silent' })): Promise<HttpServer> {
-  const s = await startHttpServer({ streams, host: '127.0.0.1', port: 0, logger });
+async function serve(
+  streams: QueryableStreams,
+  logger = pino({ level: 'silent' }),
+  more: Partial<HttpServerOptions> = {},
+): Promise<HttpServer> {
+  const s = await startHttpServer({ streams, host: '127.0.0.1', port: 0, logger, ...more });
   servers.push(s);
   return s;
 }
@@ -216,7 +229,7 @@ describe('http: interactive queries', () => {
     const sb = await serve(b);
     const a = fakeStreams('i-a', { owner: async (p) => (p === 1 ? sb.url : undefined) });
     a.owned.set(0, new Map());
-    const sa = await serve(a);
+    const sa = await serve(a, undefined, { peers: [sb.url] });
 
     expect(await get(`${sa.url}/v1/stores/seq/bob`)).toMatchObject({
       status: 200,
@@ -241,7 +254,7 @@ describe('http: interactive queries', () => {
     const deadUrl = dead.url;
     await servers.pop()!.close();
     const a = fakeStreams('i-a', { owner: async () => deadUrl });
-    const { url } = await serve(a);
+    const { url } = await serve(a, undefined, { peers: 'any' });
     expect(await get(`${url}/v1/stores/seq/bob`)).toMatchObject({
       status: 502,
       body: { error: 'FORWARD_FAILED', partition: 1 },
@@ -292,5 +305,161 @@ describe('http: interactive queries', () => {
       status: 200,
       body: { key: 'a-mailbox', value: { senders: 2 }, servedBy: 'i1' },
     });
+  });
+});
+
+const TOKEN = 'test-token-0123456789abcdef';
+
+describe('http: bearer token', () => {
+  it('needs the token on /v1/* (and application routes), not on /metrics, /healthz, /readyz', async () => {
+    const streams = fakeStreams('i1');
+    streams.owned.set(0, new Map([['a1', 1]]));
+    const s = await serve(streams, undefined, {
+      authToken: TOKEN,
+      routes: (app, { queryStore }) => {
+        app.get<{ Params: { id: string } }>('/v1/prefs/:id', async (req, reply) => {
+          const r = await queryStore(streams, 'seq', req.params.id);
+          return reply.code(r.status).send(r.body);
+        });
+        app.get('/open-extra', { config: { public: true } }, async () => ({ open: true }));
+        app.get('/closed-extra', async () => ({ open: false }));
+      },
+    });
+    const auth = { authorization: `Bearer ${TOKEN}` };
+    for (const path of ['/v1/stores/seq/a1', '/v1/prefs/a1', '/v1/topology', '/closed-extra']) {
+      expect(await get(`${s.url}${path}`), path).toMatchObject({ status: 401, body: { error: 'UNAUTHORIZED' } });
+      expect(await get(`${s.url}${path}`, { authorization: `Bearer ${TOKEN}x` }), path).toMatchObject({
+        status: 401,
+      });
+      expect(await get(`${s.url}${path}`, { authorization: `Basic ${TOKEN}` }), path).toMatchObject({ status: 401 });
+      expect((await get(`${s.url}${path}`, auth)).status, path).toBe(200);
+    }
+    for (const path of ['/metrics', '/healthz', '/readyz', '/open-extra'])
+      expect((await get(`${s.url}${path}`)).status, path).toBe(200);
+    expect(await get(`${s.url}/nothing-here`)).toMatchObject({ status: 404, body: { error: 'NO_ROUTE' } });
+  });
+
+  it('refuses a token shorter than 16 characters', async () => {
+    await expect(
+      startHttpServer({ streams: fakeStreams('i1'), host: '127.0.0.1', port: 0, authToken: 'short' }),
+    ).rejects.toThrow(/at least 16 characters/);
+  });
+
+  it('answers 400 to an empty key instead of 500', async () => {
+    const s = await serve(fakeStreams('i1'));
+    expect(await get(`${s.url}/v1/stores/seq/`)).toMatchObject({ status: 400, body: { error: 'BAD_REQUEST' } });
+  });
+});
+
+/** A plain HTTP server that records what it receives and answers a made-up value. */
+async function rogueServer(): Promise<{
+  url: string;
+  seen: { url: string; auth: string | undefined }[];
+  server: Server;
+}> {
+  const seen: { url: string; auth: string | undefined }[] = [];
+  const server = createServer((req, res) => {
+    seen.push({ url: req.url ?? '', auth: req.headers.authorization });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify({ key: 'bob', value: { last: 666 }, partition: 1, servedBy: 'rogue' }));
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const addr = server.address() as { port: number };
+  return { url: `http://127.0.0.1:${addr.port}`, seen, server };
+}
+
+describe('http: forwarding only to allowed peers', () => {
+  it('canonicalises peer URLs and refuses anything but plain http(s) base URLs', () => {
+    expect(canonicalPeerUrl('http://UM-1:8080/')).toBe('http://um-1:8080');
+    expect(canonicalPeerUrl('https://um-1:443')).toBe('https://um-1');
+    expect(canonicalPeerUrl('http://um-1:8080/base//')).toBe('http://um-1:8080/base');
+    expect(canonicalPeerUrl('http://user:pw@um-1:8080')).toBeUndefined();
+    expect(canonicalPeerUrl('http://um-1:8080/?x=1')).toBeUndefined();
+    expect(canonicalPeerUrl('file:///etc/passwd')).toBeUndefined();
+    expect(canonicalPeerUrl('not a url')).toBeUndefined();
+    expect(isAllowedPeer('http://um-1:8080/', ['http://um-1:8080'])).toBe(true);
+    expect(isAllowedPeer('http://um-1:8081', ['http://um-1:8080'])).toBe(false);
+    expect(isAllowedPeer('http://um-1.evil.example:8080', ['http://um-1:8080'])).toBe(false);
+    expect(isAllowedPeer('http://um-1:8080', undefined)).toBe(false);
+    expect(isAllowedPeer('http://anything:1', 'any')).toBe(true);
+    expect(isAllowedPeer('http://u:p@anything:1', 'any')).toBe(false);
+  });
+
+  it('never contacts an owner outside the peer list: 503 UNTRUSTED_OWNER, logged once at WARN', async () => {
+    const rogue = await rogueServer();
+    try {
+      const lines: string[] = [];
+      const sink = new Writable({
+        write(chunk: Buffer, _enc, cb) {
+          lines.push(chunk.toString());
+          cb();
+        },
+      });
+      const a = fakeStreams('i-a', { owner: async () => rogue.url });
+      const s = await serve(a, pino({ level: 'info' }, sink), {
+        authToken: TOKEN,
+        peers: ['http://um-2:8080'],
+      });
+      const auth = { authorization: `Bearer ${TOKEN}` };
+      for (let i = 0; i < 3; i++)
+        expect(await get(`${s.url}/v1/stores/seq/bob`, auth)).toMatchObject({
+          status: 503,
+          body: { error: 'UNTRUSTED_OWNER', store: 'seq', partition: 1 },
+        });
+      expect(rogue.seen).toEqual([]);
+      const warns = lines.map((l) => JSON.parse(l) as { level: number; msg: string; owner?: string });
+      expect(warns.filter((l) => l.level === 40 && l.owner === rogue.url)).toHaveLength(1);
+      // without a list nothing is forwarded either
+      const b = fakeStreams('i-b', { owner: async () => rogue.url });
+      const sb = await serve(b);
+      expect(await get(`${sb.url}/v1/stores/seq/bob`)).toMatchObject({
+        status: 503,
+        body: { error: 'UNTRUSTED_OWNER' },
+      });
+      expect(rogue.seen).toEqual([]);
+    } finally {
+      rogue.server.close();
+    }
+  });
+
+  it('sends the token to an allowed peer, which needs it', async () => {
+    const b = fakeStreams('i-b');
+    b.owned.set(1, new Map([['bob', { last: 7 }]]));
+    const sb = await serve(b, undefined, { authToken: TOKEN });
+    const a = fakeStreams('i-a', { owner: async () => sb.url });
+    const sa = await serve(a, undefined, { authToken: TOKEN, peers: [sb.url] });
+    expect(await get(`${sa.url}/v1/stores/seq/bob`, { authorization: `Bearer ${TOKEN}` })).toMatchObject({
+      status: 200,
+      body: { value: { last: 7 }, servedBy: 'i-b' },
+    });
+    // a peer with another token refuses: the caller gets 502, not the peer's 401
+    const c = fakeStreams('i-c', { owner: async () => sb.url });
+    const sc = await serve(c, undefined, { authToken: `${TOKEN}-other`, peers: [sb.url] });
+    expect(await get(`${sc.url}/v1/stores/seq/bob`, { authorization: `Bearer ${TOKEN}-other` })).toMatchObject({
+      status: 502,
+      body: { error: 'FORWARD_FAILED' },
+    });
+  });
+
+  it('does not follow a redirect from a peer (the token would go along)', async () => {
+    const rogue = await rogueServer();
+    const redirector = createServer((_req, res) => {
+      res.writeHead(307, { location: `${rogue.url}/v1/stores/seq/bob` });
+      res.end();
+    });
+    await new Promise<void>((r) => redirector.listen(0, '127.0.0.1', r));
+    try {
+      const peer = `http://127.0.0.1:${(redirector.address() as { port: number }).port}`;
+      const a = fakeStreams('i-a', { owner: async () => peer });
+      const s = await serve(a, undefined, { authToken: TOKEN, peers: [peer] });
+      expect(await get(`${s.url}/v1/stores/seq/bob`, { authorization: `Bearer ${TOKEN}` })).toMatchObject({
+        status: 502,
+        body: { error: 'FORWARD_FAILED' },
+      });
+      expect(rogue.seen).toEqual([]);
+    } finally {
+      redirector.close();
+      rogue.server.close();
+    }
   });
 });

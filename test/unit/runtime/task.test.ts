@@ -368,9 +368,6 @@ describe('StreamTask: error policies', () => {
     expect(collector.records.filter((r) => r.topic === 'app-dlq')).toEqual([]);
   });
 
-  // BUG (runtime/task.ts): after a 'fail' the task stays RUNNING; the next enqueue (or resume, or
-  // the idle timer) runs the failed record through the processors again, then goes on past it.
-  // Flip to `it` once enqueue()/pump() refuse to run when `fatal` is set.
   it('a failed task refuses further records and does not process the failed one again', async () => {
     const keys: string[] = [];
     const { task } = await makeTask(
@@ -406,9 +403,6 @@ describe('StreamTask: error policies', () => {
     });
   });
 
-  // BUG (runtime/task.ts): handleError labels the dead letter 'deserialization' whenever the error
-  // is a SerdeError, so a processor failing to *serialize* into a store or a sink is reported as a
-  // deserialization failure. Flip to `it` once the kind comes from the phase (decode vs process).
   it("labels a serialization failure inside a processor as kind 'processing'", async () => {
     const topology = new TopologyBuilder()
       .source('a', { topic: 'A', key: stringSerde, value: stringSerde })
@@ -595,10 +589,6 @@ describe('StreamTask: stores', () => {
     await state.close();
   });
 
-  // BUG (runtime/task.ts + runtime/streams.ts): the engine prefetches from every cached store with the
-  // *source* keys; a store keyed by another type makes the key serde throw, and that error escapes
-  // processBatch and kills the task even under the 'dlq' policy. Prefetch is only a cache warm-up:
-  // its failure must not fail the task. Flip to `it` once fixed.
   it('a prefetch failure (store keyed by another type) does not kill the task', async () => {
     const topology = new TopologyBuilder()
       .source('a', { topic: 'A', key: stringSerde, value: stringSerde })

@@ -487,9 +487,6 @@ describe('TopologyTestDriver: tables', () => {
     expect(await all(store)).toEqual([['u2', 'Bob']]);
   });
 
-  // BUG (runtime/state-manager.ts): a store whose changelog is its source topic logs every write
-  // back into that source topic, so the engine re-consumes its own writes forever. Flip to `it`
-  // once TaskStateManager.open() creates no changelog sink when `resolved.sourceChangelog` is set.
   it('a table store does not write back into its own source topic', async () => {
     const driver = await open(tableTopology(), { cacheMaxEntries: 0 });
     await driver.createInputTopic<string, string>('users').pipe('u1', 'Ann', 1);
