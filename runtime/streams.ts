@@ -269,7 +269,8 @@ export class KafkaStreams {
       this.admin = this.kafka.admin();
       await this.admin.connect();
       await withRetries('checking topics', () => this.prepareTopics(), {
-        onRetry: (e) => this.logger.warn({ err: (e as Error).message }, 'topic check failed, retrying'),
+        // a new topic's leaders are still being elected: routine at start, not an operator's matter
+        onRetry: (e) => this.logger.debug({ err: (e as Error).message }, 'topic check failed, retrying'),
       });
       await this.initSerdes();
       // producing (issue 7): idempotent, one request in flight, requests capped by the topics'
@@ -313,7 +314,11 @@ export class KafkaStreams {
         },
         onDropped: (topic, code) => this.logger.error({ topic, code }, 'dead letter refused by the broker: dropped'),
         onRetry: (e, attempt) =>
-          this.logger.warn({ err: (e as Error).message, attempt }, 'produce request failed, retrying'),
+          (attempt >= 5 ? this.logger.warn : this.logger.debug).call(
+            this.logger,
+            { err: (e as Error).message, attempt },
+            'produce request failed, retrying',
+          ),
       });
       await this.startGlobalTables();
       await this.startConsumer();
@@ -523,7 +528,7 @@ export class KafkaStreams {
         return;
       }
       // kafkajs leaves the group and joins again as a new member: what is not committed is lost
-      this.logger.warn({ err: e.payload.error?.message }, 'consumer restarting');
+      this.logger.info({ err: e.payload.error?.message }, 'consumer restarting');
       void this.closeAllDirty('consumer restart');
     });
     await consumer.connect();
