@@ -52,7 +52,7 @@ export interface GroupHooks {
   onCoordinatorChange?(reason: string): void;
 }
 
-export const HOOKS = Symbol.for('unwanted-mail.group-hooks');
+export const HOOKS = Symbol.for('streams-runtime.group-hooks');
 
 interface ConsumerGroupProto {
   joinAndSync(this: GroupInternal): Promise<void>;
@@ -67,7 +67,7 @@ type GroupInternal = GroupSession & {
 };
 
 const REFRESHING = Symbol('coordinator-refresh');
-const PATCHED = Symbol.for('unwanted-mail.kafkajs-patched');
+const PATCHED = Symbol.for('streams-runtime.kafkajs-patched');
 
 const COORDINATOR_ERRORS = new Set([
   'NOT_COORDINATOR_FOR_GROUP',
