@@ -5,9 +5,12 @@
  *
  * The lock is `<stateDir>/<applicationId>/.lock` (proper-lockfile: an atomic mkdir whose mtime the
  * holder refreshes; a lock not refreshed for `staleMs` is taken over, so a crashed instance does
- * not block its successor for longer than that).
+ * not block its successor for longer than that). The holder also writes its pid and host into the
+ * lock: a lock whose holder is a process of this host that no longer exists (kill -9) is taken
+ * over at once, so an instance restarted right after a crash is not refused.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join, resolve } from 'node:path';
 import lockfile from 'proper-lockfile';
 import { StreamsError } from './errors.js';
@@ -40,19 +43,34 @@ export async function lockStateDir(
   const dir = resolve(stateDir, applicationId);
   mkdirSync(dir, { recursive: true });
   const staleMs = opts.staleMs ?? 15_000;
-  let release: () => Promise<void>;
-  try {
-    release = await lockfile.lock(dir, {
-      lockfilePath: join(dir, '.lock'),
+  const lockPath = join(dir, '.lock');
+  const take = () =>
+    lockfile.lock(dir, {
+      lockfilePath: lockPath,
       realpath: false,
       stale: staleMs,
       update: Math.max(1000, Math.floor(staleMs / 3)),
       retries: 0,
       onCompromised: (e) => opts.onLost?.(e),
     });
+  let release: () => Promise<void>;
+  try {
+    release = await take();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ELOCKED') throw new StateDirLockedError(dir, e);
-    throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw e;
+    if (!holderIsGone(lockPath)) throw new StateDirLockedError(dir, e);
+    rmSync(lockPath, { recursive: true, force: true });
+    try {
+      release = await take();
+    } catch (e2) {
+      if ((e2 as NodeJS.ErrnoException).code === 'ELOCKED') throw new StateDirLockedError(dir, e2);
+      throw e2;
+    }
+  }
+  try {
+    writeFileSync(`${lockPath}.owner`, JSON.stringify({ pid: process.pid, host: hostname() }));
+  } catch {
+    // without the owner file the lock still works; it only goes stale after staleMs
   }
   let released = false;
   return {
@@ -60,7 +78,25 @@ export async function lockStateDir(
     async release() {
       if (released) return;
       released = true;
+      rmSync(`${lockPath}.owner`, { force: true });
       await release().catch(() => undefined);
     },
   };
+}
+
+/** The lock's holder was a process of this host that has exited. */
+function holderIsGone(lockPath: string): boolean {
+  let owner: { pid?: unknown; host?: unknown };
+  try {
+    owner = JSON.parse(readFileSync(`${lockPath}.owner`, 'utf8')) as { pid?: unknown; host?: unknown };
+  } catch {
+    return false;
+  }
+  if (owner.host !== hostname() || typeof owner.pid !== 'number' || owner.pid === process.pid) return false;
+  try {
+    process.kill(owner.pid, 0);
+    return false;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'ESRCH';
+  }
 }

@@ -1,5 +1,5 @@
-import { mkdirSync, mkdtempSync, rmSync, utimesSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { lockStateDir, StateDirLockedError } from '../../../runtime/state-dir-lock.js';
@@ -38,5 +38,20 @@ describe('state directory lock', () => {
     // a fresh lock left by a live process is not taken over
     mkdirSync(join(dir, '.lock'));
     await expect(lockStateDir(root, 'app-c', { staleMs: 5000 })).rejects.toBeInstanceOf(StateDirLockedError);
+  });
+
+  it('takes over at once the lock of a process of this host that has exited (kill -9), not of a live one', async () => {
+    const dir = join(root, 'app-d');
+    mkdirSync(join(dir, '.lock'), { recursive: true });
+    // a pid that does not exist: a finished child's
+    const { spawnSync } = await import('node:child_process');
+    const gone = spawnSync(process.execPath, ['-e', '0']).pid!;
+    writeFileSync(join(dir, '.lock.owner'), JSON.stringify({ pid: gone, host: hostname() }));
+    const lock = await lockStateDir(root, 'app-d', { staleMs: 60_000 });
+    await lock.release();
+    // the parent of this test is alive: its lock stays
+    mkdirSync(join(dir, '.lock'));
+    writeFileSync(join(dir, '.lock.owner'), JSON.stringify({ pid: process.ppid, host: hostname() }));
+    await expect(lockStateDir(root, 'app-d', { staleMs: 60_000 })).rejects.toBeInstanceOf(StateDirLockedError);
   });
 });
