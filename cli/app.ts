@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { MailMetrics } from '../processors/metrics.js';
 import { PREFERENCES_STORE } from '../processors/decide-processor.js';
+import { RolloutFlagBook, type FlagDeadLetter } from '../processors/rollout-flags.js';
 import { kafkaSecurity, streamsConfig } from '../runtime/config.js';
 import { ConfigError } from '../runtime/errors.js';
 import { startHttpServer } from '../runtime/http.js';
@@ -22,6 +23,7 @@ import type { AppConfig } from './config.js';
 
 export interface App {
   streams: KafkaStreams;
+  flags: RolloutFlagBook;
   topics: Topics;
   serdes: MailSerdes;
   metrics: MailMetrics;
@@ -94,11 +96,39 @@ export async function startApp(
   const serdes = mailSerdes(registryFor(cfg), topics);
   const runtimeMetrics = new RuntimeMetrics();
   const metrics = new MailMetrics(runtimeMetrics.registry);
+  const dlqTopic = `${cfg.applicationId}-dlq`;
+  const dlqProducer = kafka.producer({ allowAutoTopicCreation: false });
+  let dlqConnected: Promise<void> | undefined;
+  const deadLetter = async (d: FlagDeadLetter): Promise<void> => {
+    dlqConnected ??= dlqProducer.connect();
+    await dlqConnected;
+    await dlqProducer.send({
+      topic: dlqTopic,
+      acks: -1,
+      messages: [
+        {
+          key: d.scope,
+          value: d.bytes ?? null,
+          headers: {
+            'dlq.source.topic': topics.rolloutFlags,
+            'dlq.error.code': d.code,
+            'dlq.error.message': d.message.slice(0, 1000),
+            'dlq.error.kind': 'processing',
+            'dlq.application.id': cfg.applicationId,
+            'dlq.instance.id': cfg.instanceId,
+          },
+        },
+      ],
+    });
+  };
+  const flags = new RolloutFlagBook({ defaultMode: cfg.defaultMode, metrics, logger, deadLetter });
   const topology = unwantedMailTopology({
     topics,
     serdes,
     metrics,
+    flags,
     preferenceCacheEntries: cfg.preferenceCacheEntries,
+    parity: cfg.parity.enabled ? { windowMs: cfg.parity.windowMs } : false,
   });
 
   // the HTTP server listens first, so that its URL can be advertised to the group
@@ -158,6 +188,7 @@ export async function startApp(
   logger.info({ instance: cfg.instanceId, url, app: cfg.applicationId }, 'unwanted-mail started');
   return {
     streams,
+    flags,
     topics,
     serdes,
     metrics,
@@ -165,6 +196,7 @@ export async function startApp(
     async close() {
       await streams.close();
       await server?.close();
+      if (dlqConnected) await dlqProducer.disconnect().catch(() => undefined);
     },
   };
 }

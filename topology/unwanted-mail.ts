@@ -4,7 +4,12 @@
  *   user-preferences ──(table)──> [preferences store]        the table; its topic is its changelog
  *   tenant-policies  ──(global table, every instance)
  *   user-interactions ──> learn ──> [preferences] (+ [interaction-dedupe])  every change → user-preferences
- *   mail-events ──> decide (reads [preferences], tenant-policies) ──> mail-decisions
+ *   rollout-flags    ──(global table, every instance)
+ *   mail-events ──> decide (reads [preferences], tenant-policies, rollout-flags)
+ *                     ├─ LIVE   ──> mail-decisions
+ *                     ├─ SHADOW ──> mail-decisions-shadow
+ *                     └─ LIVE and SHADOW ──> parity-new ──┐   [parity-pairs], [parity-expiry]
+ *   legacy-decisions ──> parity-legacy ───────────────────┴──> parity-mismatches
  *
  * The four input topics are co-partitioned by mailboxId: task p owns partition p of each, and
  * its slice of the preference store. Interactions are declared before mail events, so on equal
@@ -12,13 +17,25 @@
  */
 import {
   DecideProcessor,
+  LIVE_SINK,
+  PARITY_NEW,
   PREFERENCES_STORE,
+  SHADOW_SINK,
   TENANT_POLICIES_TABLE,
   type DecideDeps,
 } from '../processors/decide-processor.js';
+import {
+  PARITY_EXPIRY_STORE,
+  PARITY_SINK,
+  PARITY_STORE,
+  ParityProcessor,
+  type ParityOptions,
+} from '../processors/parity-processor.js';
+import { flagEntrySerde, ROLLOUT_FLAGS_TABLE, RolloutFlagBook } from '../processors/rollout-flags.js';
+import type { ParityEntry } from '../processors/logic/parity.js';
 import { DEDUPE_STORE, LearnProcessor, newerPreferences } from '../processors/learn-processor.js';
 import type { MailMetrics } from '../processors/metrics.js';
-import { longSerde, stringSerde } from '../runtime/serdes.js';
+import { jsonSerde, longSerde, stringSerde } from '../runtime/serdes.js';
 import { TopologyBuilder, type Topology } from '../runtime/topology.js';
 import type { TopicSerdes } from './serdes.js';
 import type { Topics } from './topics.js';
@@ -29,49 +46,90 @@ export interface MailTopologyOptions {
   metrics?: MailMetrics;
   /** preference records cached per task (reads); writes always go through to the topic */
   preferenceCacheEntries?: number;
-  decide?: DecideDeps;
+  decide?: Omit<DecideDeps, 'flags' | 'parity' | 'metrics'>;
+  /** the rollout flags book of this instance (default: a new one, default mode SHADOW) */
+  flags?: RolloutFlagBook;
+  /** parity with legacy-decisions (default on); false leaves legacy-decisions unread */
+  parity?: Omit<ParityOptions, 'metrics' | 'flags'> | false;
 }
 
 export function unwantedMailTopology(o: MailTopologyOptions): Topology {
   const { topics: t, serdes: s } = o;
+  const flags = o.flags ?? new RolloutFlagBook({ ...(o.metrics ? { metrics: o.metrics } : {}) });
+  const parity = o.parity === false ? undefined : (o.parity ?? {});
+  const b = new TopologyBuilder()
+    // the preference table: user-preferences is both its source and its changelog
+    .store({
+      name: PREFERENCES_STORE,
+      key: stringSerde,
+      value: s.userPreferences,
+      changelog: { topic: t.userPreferences },
+      cacheMaxEntries: o.preferenceCacheEntries ?? 20_000,
+      writeThrough: true,
+      prefetch: true,
+    })
+    .table({
+      name: 'preferences-table',
+      topic: t.userPreferences,
+      store: PREFERENCES_STORE,
+      key: stringSerde,
+      value: s.userPreferences,
+      shouldApply: newerPreferences,
+    })
+    .globalTable({ name: TENANT_POLICIES_TABLE, topic: t.tenantPolicies, key: stringSerde, value: s.tenantPolicies })
+    .globalTable({
+      name: ROLLOUT_FLAGS_TABLE,
+      topic: t.rolloutFlags,
+      key: stringSerde,
+      value: flagEntrySerde(s.rolloutFlags, flags.remember),
+    })
+
+    // learning: interactions → preferences
+    .source('user-interactions', { topic: t.userInteractions, key: stringSerde, value: s.userInteractions })
+    .processor('learn', () => new LearnProcessor(o.metrics), 'user-interactions')
+    // write-through like the preferences, so that a crash never leaves a preference change
+    // logged without the dedupe entry of the interaction that made it
+    .store(
+      { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
+      'learn',
+    )
+    .connect(PREFERENCES_STORE, 'learn')
+
+    // deciding: mail events → decisions
+    .source('mail-events', { topic: t.mailEvents, key: stringSerde, value: s.mailEvents })
+    .processor(
+      'decide',
+      () => new DecideProcessor({ metrics: o.metrics, ...o.decide, flags, parity: parity !== undefined }),
+      'mail-events',
+    )
+    .connect(PREFERENCES_STORE, 'decide')
+    .sink(LIVE_SINK, { topic: t.mailDecisions, key: stringSerde, value: s.mailDecisions }, 'decide')
+    .sink(SHADOW_SINK, { topic: t.mailDecisionsShadow, key: stringSerde, value: s.mailDecisionsShadow }, 'decide');
+  if (!parity) return b.build();
+  const rates = ParityProcessor.rates();
+  const popts = { ...parity, flags, rates, ...(o.metrics ? { metrics: o.metrics } : {}) };
   return (
-    new TopologyBuilder()
-      // the preference table: user-preferences is both its source and its changelog
-      .store({
-        name: PREFERENCES_STORE,
-        key: stringSerde,
-        value: s.userPreferences,
-        changelog: { topic: t.userPreferences },
-        cacheMaxEntries: o.preferenceCacheEntries ?? 20_000,
-        writeThrough: true,
-        prefetch: true,
-      })
-      .table({
-        name: 'preferences-table',
-        topic: t.userPreferences,
-        store: PREFERENCES_STORE,
-        key: stringSerde,
-        value: s.userPreferences,
-        shouldApply: newerPreferences,
-      })
-      .globalTable({ name: TENANT_POLICIES_TABLE, topic: t.tenantPolicies, key: stringSerde, value: s.tenantPolicies })
-
-      // learning: interactions → preferences
-      .source('user-interactions', { topic: t.userInteractions, key: stringSerde, value: s.userInteractions })
-      .processor('learn', () => new LearnProcessor(o.metrics), 'user-interactions')
-      // write-through like the preferences, so that a crash never leaves a preference change
-      // logged without the dedupe entry of the interaction that made it
+    b
+      // parity: new decisions (from decide) and legacy decisions, paired per message in event time
+      .processor(PARITY_NEW, () => new ParityProcessor('new', popts), 'decide')
+      .source('legacy-decisions', { topic: t.legacyDecisions, key: stringSerde, value: s.legacyDecisions })
+      .processor('parity-legacy', () => new ParityProcessor('legacy', popts), 'legacy-decisions')
       .store(
-        { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
-        'learn',
+        { name: PARITY_STORE, key: stringSerde, value: jsonSerde<ParityEntry>(), cacheMaxEntries: 10_000 },
+        PARITY_NEW,
+        'parity-legacy',
       )
-      .connect(PREFERENCES_STORE, 'learn')
-
-      // deciding: mail events → decisions
-      .source('mail-events', { topic: t.mailEvents, key: stringSerde, value: s.mailEvents })
-      .processor('decide', () => new DecideProcessor({ metrics: o.metrics, ...o.decide }), 'mail-events')
-      .connect(PREFERENCES_STORE, 'decide')
-      .sink('mail-decisions', { topic: t.mailDecisions, key: stringSerde, value: s.mailDecisions }, 'decide')
+      .store(
+        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000 },
+        PARITY_NEW,
+        'parity-legacy',
+      )
+      .sink(
+        PARITY_SINK,
+        { topic: t.parityMismatches, key: stringSerde, value: s.parityMismatches },
+        PARITY_NEW,
+        'parity-legacy',
+      )
       .build()
   );
 }
