@@ -189,7 +189,14 @@ const HOUR = 3_600_000;
  */
 export function parityReport(
   records: readonly ParityRecord[],
-  opts: { windowMs?: number; gate?: Partial<GateOptions>; now?: number; tenant?: string } = {},
+  opts: {
+    windowMs?: number;
+    gate?: Partial<GateOptions>;
+    now?: number;
+    tenant?: string;
+    /** a lone side older than this is not reported (read only to complete pairs) */
+    ignoreLoneBefore?: number;
+  } = {},
 ): TenantParity[] {
   const windowMs = opts.windowMs ?? DEFAULT_PARITY_WINDOW_MS;
   const gate = { ...DEFAULT_GATE, ...opts.gate };
@@ -234,6 +241,8 @@ export function parityReport(
     const k = `${e.legacy?.action ?? '-'}\u0000${e.new?.action ?? '-'}\u0000${e.new?.reason ?? '-'}`;
     a.triples.set(k, (a.triples.get(k) ?? 0) + 1);
   };
+  const lonelyIgnored = (e: ParityEntry): boolean =>
+    !e.done && opts.ignoreLoneBefore !== undefined && (e.new?.ts ?? e.legacy!.ts) < opts.ignoreLoneBefore;
   const entries = new Map<string, ParityEntry>();
   for (const r of sorted) {
     const key = pairKey(r.mailboxId, r.messageId);
@@ -244,11 +253,12 @@ export function parityReport(
     const before = entries.get(key);
     const step = applySide(before, r, side, windowMs);
     if (step.outcome === 'MATCH' || step.outcome === 'MISMATCH') count(step.entry!, step.outcome);
-    else if (step.outcome && before) count(before, step.outcome); // a lone side superseded
+    else if (step.outcome && before && !lonelyIgnored(before)) count(before, step.outcome); // a lone side superseded
     entries.set(key, step.entry!);
     tenantAcc(r.tenantId);
   }
   for (const e of entries.values()) {
+    if (lonelyIgnored(e)) continue;
     if (e.closesAt <= now) {
       const c = closeEntry(e);
       if (c.outcome) count(e, c.outcome);
