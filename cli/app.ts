@@ -20,6 +20,7 @@ import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
+import { createIngest, IngestMetrics, Mirror, type Ingest } from './ingest.js';
 
 export interface App {
   streams: KafkaStreams;
@@ -151,13 +152,37 @@ export async function startApp(
     }),
     { logger, metrics: runtimeMetrics, kafka, ...(opts.onStateChange ? { onStateChange: opts.onStateChange } : {}) },
   );
+  let ingest: Ingest | undefined;
   if (opts.http ?? true) {
+    const ingestMetrics = new IngestMetrics(runtimeMetrics.registry);
+    ingest = await createIngest({
+      kafka,
+      topic: topics.mailEvents,
+      serde: serdes.mailEvents,
+      metrics: ingestMetrics,
+      maxBatch: cfg.ingest.maxBatch,
+      maxInFlight: cfg.ingest.maxInFlight,
+      logger,
+      ...(cfg.mirror.url
+        ? {
+            mirror: new Mirror({
+              url: cfg.mirror.url,
+              percent: cfg.mirror.percent,
+              metrics: ingestMetrics,
+              logger,
+              ...(cfg.mirror.token ? { token: cfg.mirror.token } : {}),
+            }),
+          }
+        : {}),
+    });
+    const ingestRoutes = ingest;
     server = await startHttpServer({
       streams,
       host: cfg.http.host,
       port: cfg.http.port,
       logger,
       routes: (app, { queryStore }) => {
+        ingestRoutes.register(app);
         app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
           const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
             forwarded: req.headers['x-um-forwarded'] === '1',
@@ -165,7 +190,8 @@ export async function startApp(
           return reply.code(r.status).send(r.body);
         });
       },
-    }).catch((e: NodeJS.ErrnoException) => {
+    }).catch(async (e: NodeJS.ErrnoException) => {
+      await ingestRoutes.close();
       if (e.code === 'EADDRINUSE' || e.code === 'EACCES')
         throw new ConfigError(
           'UM_HTTP_PORT',
@@ -183,6 +209,7 @@ export async function startApp(
     await streams.start();
   } catch (e) {
     await server?.close();
+    await ingest?.close();
     throw e;
   }
   logger.info({ instance: cfg.instanceId, url, app: cfg.applicationId }, 'unwanted-mail started');
@@ -196,6 +223,7 @@ export async function startApp(
     async close() {
       await streams.close();
       await server?.close();
+      await ingest?.close();
       if (dlqConnected) await dlqProducer.disconnect().catch(() => undefined);
     },
   };
