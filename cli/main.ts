@@ -97,9 +97,20 @@ program
   .description('the service with an embedded local Kafka and registry and demo traffic (when nothing is configured)')
   .option('--rate <n>', 'demo mail events per second', '500')
   .option('--no-demo', 'no demo traffic')
-  .action(async (opts: { rate: string; demo: boolean }) => {
+  .option(
+    '--legacy-disagree <fraction>',
+    'demo: share of mails the simulated legacy system decides differently',
+    '0.01',
+  )
+  .option('--legacy-delay-ms <ms>', 'demo: event-time delay of the legacy decisions', '2000')
+  .action(async (opts: { rate: string; demo: boolean; legacyDisagree: string; legacyDelayMs: string }) => {
+    const legacyDisagree = Number(opts.legacyDisagree);
+    if (!(legacyDisagree >= 0 && legacyDisagree <= 1))
+      throw new ConfigError('--legacy-disagree', 'must be within 0..1');
+    const legacyDelayMs = Number(opts.legacyDelayMs);
+    if (!(legacyDelayMs >= 0)) throw new ConfigError('--legacy-delay-ms', 'must be >= 0');
     const { start } = await import('./start.js');
-    await start({ rate: Number(opts.rate), demo: opts.demo });
+    await start({ rate: Number(opts.rate), demo: opts.demo, legacyDisagree, legacyDelayMs });
   });
 
 program

@@ -12,9 +12,15 @@ import { Workload, TrafficProducer } from '../bench/generator.js';
 import { histogramQuantiles } from '../runtime/metrics.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { kafkaFor, startApp, type App } from './app.js';
+import { LegacySimulator } from './legacy-sim.js';
 import { loadConfig, type AppConfig } from './config.js';
 
-export async function start(opts: { rate: number; demo: boolean }): Promise<void> {
+export async function start(opts: {
+  rate: number;
+  demo: boolean;
+  legacyDisagree?: number;
+  legacyDelayMs?: number;
+}): Promise<void> {
   let cfg = loadConfig();
   const log = pino({ level: cfg.logLevel, base: { instance: cfg.instanceId } });
   let stack: LocalStack | undefined;
@@ -31,10 +37,12 @@ export async function start(opts: { rate: number; demo: boolean }): Promise<void
   }
   let app: App | undefined;
   let traffic: TrafficProducer | undefined;
+  let legacy: LegacySimulator | undefined;
   let timer: NodeJS.Timeout | undefined;
   const cleanup = async (): Promise<void> => {
     if (timer) clearInterval(timer);
     await traffic?.stop().catch(() => undefined);
+    await legacy?.stop().catch(() => undefined);
     await app?.close().catch(() => undefined);
     await stack?.stop().catch(() => undefined);
     if (tempState) rmSync(tempState, { recursive: true, force: true });
@@ -62,9 +70,25 @@ export async function start(opts: { rate: number; demo: boolean }): Promise<void
         workload,
         logger: log,
       });
+      // a simulated legacy system deciding the same mails, so parity has real numbers
+      legacy = new LegacySimulator({
+        kafka: kafkaFor(cfg, 'um-demo-legacy'),
+        groupId: `${cfg.applicationId}-demo-legacy`,
+        mailEventsTopic: app.topics.mailEvents,
+        legacyTopic: app.topics.legacyDecisions,
+        mailEvents: app.serdes.mailEvents,
+        legacyDecisions: app.serdes.legacyDecisions,
+        disagree: opts.legacyDisagree ?? 0.01,
+        delayMs: opts.legacyDelayMs ?? 2000,
+        logger: log,
+      });
+      await legacy.start();
       await traffic.seed(0.3);
       traffic.start(opts.rate);
       console.log(`demo traffic: ${opts.rate} mail events/s (about 5% followed by a user interaction)`);
+      console.log(
+        `simulated legacy system: writes legacy-decisions, disagreeing on ${((opts.legacyDisagree ?? 0.01) * 100).toFixed(1)}% of mails (and on user preferences it does not know)`,
+      );
     }
     timer = setInterval(() => void summary(app!), 5000);
   } catch (e) {

@@ -97,3 +97,28 @@ describe('time and resume arguments', () => {
     expect(gateHolds([])).toBe(false);
   });
 });
+
+describe('the simulated legacy system (demo)', () => {
+  it('agrees with the rules without preferences except on the configured share, always on the same mails', async () => {
+    const { legacyDecision } = await import('../../../cli/legacy-sim.js');
+    const { decide } = await import('../../../processors/logic/decide.js');
+    const { mail } = await import('../processors/fixtures.js');
+    const mails = Array.from({ length: 20_000 }, (_, i) =>
+      mail({ messageId: `m-${i}`, spamScore: (i % 100) / 100, bulkScore: i % 10 }),
+    );
+    const differ = (frac: number) =>
+      mails.filter((m) => legacyDecision(m, frac, 2000).action !== decide(m, undefined, undefined).action);
+    expect(differ(0)).toEqual([]);
+    const five = differ(0.05);
+    expect(five.length / mails.length).toBeGreaterThan(0.04);
+    expect(five.length / mails.length).toBeLessThan(0.06);
+    expect(differ(0.05)).toEqual(five);
+    expect(legacyDecision(mails[0]!, 0, 2000)).toEqual({
+      messageId: 'm-0',
+      tenantId: mails[0]!.tenantId,
+      mailboxId: mails[0]!.mailboxId,
+      action: decide(mails[0]!, undefined, undefined).action,
+      decidedAt: mails[0]!.receivedAt + 2000,
+    });
+  });
+});
