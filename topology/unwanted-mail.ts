@@ -32,10 +32,10 @@ import {
   type ParityOptions,
 } from '../processors/parity-processor.js';
 import { flagEntrySerde, ROLLOUT_FLAGS_TABLE, RolloutFlagBook } from '../processors/rollout-flags.js';
-import type { ParityEntry } from '../processors/logic/parity.js';
+import { decodeEntry, encodeEntry, type ParityEntry } from '../processors/logic/parity.js';
 import { DEDUPE_STORE, LearnProcessor, newerPreferences } from '../processors/learn-processor.js';
 import type { MailMetrics } from '../processors/metrics.js';
-import { jsonSerde, longSerde, stringSerde } from '../runtime/serdes.js';
+import { longSerde, stringSerde, type Serde } from '../runtime/serdes.js';
 import { TopologyBuilder, type Topology } from '../runtime/topology.js';
 import type { TopicSerdes } from './serdes.js';
 import type { Topics } from './topics.js';
@@ -52,6 +52,12 @@ export interface MailTopologyOptions {
   /** parity with legacy-decisions (default on); false leaves legacy-decisions unread */
   parity?: Omit<ParityOptions, 'metrics' | 'flags'> | false;
 }
+
+/** The parity store's values, compact (see encodeEntry). */
+const parityEntrySerde: Serde<ParityEntry> = {
+  serialize: (_t, v) => Buffer.from(encodeEntry(v), 'utf8'),
+  deserialize: (_t, b) => decodeEntry(b.toString('utf8')),
+};
 
 export function unwantedMailTopology(o: MailTopologyOptions): Topology {
   const { topics: t, serdes: s } = o;
@@ -115,7 +121,7 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
       .source('legacy-decisions', { topic: t.legacyDecisions, key: stringSerde, value: s.legacyDecisions })
       .processor('parity-legacy', () => new ParityProcessor('legacy', popts), 'legacy-decisions')
       .store(
-        { name: PARITY_STORE, key: stringSerde, value: jsonSerde<ParityEntry>(), cacheMaxEntries: 10_000 },
+        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxEntries: 10_000 },
         PARITY_NEW,
         'parity-legacy',
       )

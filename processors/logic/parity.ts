@@ -77,6 +77,42 @@ export interface Identity {
   messageId: string;
 }
 
+const ACTION_CODE: Readonly<Record<MailAction, string>> = { INBOX: 'I', PROMOTIONS: 'P', JUNK: 'J' };
+const CODE_ACTION: Readonly<Record<string, MailAction>> = { I: 'INBOX', P: 'PROMOTIONS', J: 'JUNK' };
+const SEP = '\u0001';
+
+/**
+ * A compact text form of an entry for the parity store's changelog (about half the size of
+ * JSON: the store sees one write per side of every message):
+ *   1 SEP tenantId SEP mailboxId SEP messageId SEP closesAt SEP done(0|1)
+ *     SEP legacyAction SEP legacyTs SEP newAction SEP newReason SEP newTs   (absent side: empty)
+ */
+export function encodeEntry(e: ParityEntry): string {
+  return [
+    '1',
+    e.tenantId,
+    e.mailboxId,
+    e.messageId,
+    e.closesAt,
+    e.done ? '1' : '0',
+    e.legacy ? ACTION_CODE[e.legacy.action] : '',
+    e.legacy ? e.legacy.ts : '',
+    e.new ? ACTION_CODE[e.new.action] : '',
+    e.new ? e.new.reason : '',
+    e.new ? e.new.ts : '',
+  ].join(SEP);
+}
+
+export function decodeEntry(s: string): ParityEntry {
+  const f = s.split(SEP);
+  if (f.length !== 11 || f[0] !== '1') throw new ProcessingError('PARITY_ENTRY', 'unreadable parity store entry');
+  const e: ParityEntry = { tenantId: f[1]!, mailboxId: f[2]!, messageId: f[3]!, closesAt: Number(f[4]) };
+  if (f[5] === '1') e.done = true;
+  if (f[6]) e.legacy = { action: CODE_ACTION[f[6]]!, ts: Number(f[7]) };
+  if (f[8]) e.new = { action: CODE_ACTION[f[8]]!, reason: f[9]!, ts: Number(f[10]) };
+  return e;
+}
+
 export function pairKey(mailboxId: string, messageId: string): string {
   return `${mailboxId}\u0000${messageId}`;
 }

@@ -11,7 +11,7 @@ import pino from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { ensureTopics, kafkaFor, registryFor, startApp, type App } from '../../cli/app.js';
 import { buildFlag, listFlags, setFlag } from '../../cli/flags.js';
-import type { Decision, MailEvent, RolloutFlag, UserPreferences } from '../../processors/logic/model.js';
+import type { Decision, MailEvent, ParityResult, RolloutFlag, UserPreferences } from '../../processors/logic/model.js';
 import { effectiveMode, rolloutBucket } from '../../processors/logic/rollout.js';
 import { mailSerdes } from '../../topology/serdes.js';
 import { topicNames } from '../../topology/topics.js';
@@ -40,13 +40,20 @@ describe('rollout flags on two running instances', () => {
   it('moves through the stages with each change in force within 5 s and exactly one decision per mail', async () => {
     const prefix = `${uniqueName('mig-roll')}-`;
     const appId = uniqueName('mig-roll-app');
-    const cfg1 = migrationConfig(prefix, appId, 'i1');
-    const cfg2 = migrationConfig(prefix, appId, 'i2');
+    // a short parity window, so that the windows of the first stage close during the test
+    const env = { UM_PARITY_WINDOW_MS: '5000' };
+    const cfg1 = migrationConfig(prefix, appId, 'i1', env);
+    const cfg2 = migrationConfig(prefix, appId, 'i2', env);
     const topics = topicNames(prefix);
     const kafka = kafkaFor(cfg1, 'mig-roll-test');
     await ensureTopics(kafka, cfg1);
     const serdes = mailSerdes(registryFor(cfg1), topics);
-    await Promise.all([serdes.mailDecisions.init(), serdes.rolloutFlags.init(), serdes.userInteractions.init()]);
+    await Promise.all([
+      serdes.mailDecisions.init(),
+      serdes.rolloutFlags.init(),
+      serdes.userInteractions.init(),
+      serdes.legacyDecisions.init(),
+    ]);
     const logger = pino({ level: 'warn' });
     const apps: App[] = [await startApp(cfg1, { logger }), await startApp(cfg2, { logger })];
     const flags = new Map<string, RolloutFlag>();
@@ -56,7 +63,9 @@ describe('rollout flags on two running instances', () => {
     const B = Array.from({ length: 6 }, (_, i) => `b-box-${i}`);
     let outputs = 0;
     let offCount = 0;
-    let t = Date.now() - 60_000;
+    let t = Date.now() - 3_600_000;
+    const stageMails = new Map<string, MailEvent[]>();
+    let parityCount: (result: string) => Promise<number> = () => Promise.resolve(0);
 
     const inForce = (a: App, scope: string, f: RolloutFlag | undefined): boolean => {
       const got = a.flags.flags().get(scope);
@@ -82,12 +91,14 @@ describe('rollout flags on two running instances', () => {
       return n;
     }
     async function stage(name: string): Promise<void> {
+      t += 10_000; // each stage 10 s later in event time: the previous stage's parity windows close
       const events: MailEvent[] = [];
       for (const [tenant, boxes] of [
         ['A', A],
         ['B', B],
       ] as const)
         for (const m of boxes) events.push(mailEvent(tenant, m, (t += 10)));
+      stageMails.set(name, events);
       const r = await fetch(`${apps[0]!.url}/v1/mail-events`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -119,7 +130,53 @@ describe('rollout flags on two running instances', () => {
       );
 
     try {
+      // the scripted legacy system decides the first stage's mails: most agree, 3 disagree, 2 are
+      // missing, 1 comes too late (outside the 5 s window), 1 decides a mail the new system never saw
       await stage('default-shadow');
+      const shadowMails = stageMails.get('default-shadow')!;
+      const legacyOf = (e: MailEvent, action: 'INBOX' | 'PROMOTIONS' | 'JUNK', at: number) => ({
+        key: e.mailboxId,
+        value: serdes.legacyDecisions.serialize(topics.legacyDecisions, {
+          messageId: e.messageId,
+          tenantId: e.tenantId,
+          mailboxId: e.mailboxId,
+          action,
+          decidedAt: at,
+        }),
+        timestamp: at,
+      });
+      const script = new Map<string, string[]>();
+      const legacyRecords = shadowMails.flatMap((e, i) => {
+        if (i < 3) {
+          script.set(e.messageId, ['MISMATCH']);
+          return [legacyOf(e, 'JUNK', e.receivedAt + 1000)]; // the clean mail is INBOX for the new rules
+        }
+        if (i < 5) {
+          script.set(e.messageId, ['LEGACY_MISSING']);
+          return [];
+        }
+        if (i === 5) {
+          script.set(e.messageId, ['LEGACY_MISSING', 'NEW_MISSING']);
+          return [legacyOf(e, 'INBOX', e.receivedAt + 8000)];
+        }
+        script.set(e.messageId, []);
+        return [legacyOf(e, 'INBOX', e.receivedAt + 500)];
+      });
+      const ghost = mailEvent('A', A[1]!, shadowMails[0]!.receivedAt);
+      script.set(ghost.messageId, ['NEW_MISSING']);
+      legacyRecords.push(legacyOf(ghost, 'PROMOTIONS', ghost.receivedAt + 200));
+      await produce(topics.legacyDecisions, legacyRecords);
+      parityCount = async (result: string): Promise<number> => {
+        let n = 0;
+        for (const a of apps)
+          for (const v of (await a.metrics.parityResults.get()).values) if (v.labels.result === result) n += v.value;
+        return n;
+      };
+      // the legacy side is processed before the next stage moves stream time on
+      await waitUntil(
+        'legacy side paired',
+        async () => (await parityCount('MATCH')) >= shadowMails.length - 6 && (await parityCount('MISMATCH')) >= 3,
+      );
       await change('A', 'LIVE', 10);
       await stage('A10');
       await change('A', 'LIVE', 50);
@@ -171,6 +228,17 @@ describe('rollout flags on two running instances', () => {
       expect(prefs.map((p) => [p.value.mailboxId, p.value.version])).toEqual([[learnBox, 1]]);
       await change('*', 'LIVE');
       await stage('back-on');
+
+      // parity of the first stage, exactly as scripted (later stages have no legacy side)
+      const parity = (await readDecoded<ParityResult>(topics.parityMismatches, serdes.parityMismatches)).map(
+        (r) => r.value,
+      );
+      const gotParity = new Map<string, string[]>();
+      for (const r of parity)
+        if (script.has(r.messageId))
+          gotParity.set(r.messageId, [...(gotParity.get(r.messageId) ?? []), r.result].sort());
+      expect(new Map([...script].filter(([, v]) => v.length))).toEqual(gotParity);
+      expect(await parityCount('MATCH')).toBe(shadowMails.length - 6);
 
       const live = (await readDecoded<Decision>(topics.mailDecisions, serdes.mailDecisions)).map((r) => r.value);
       const shadow = (await readDecoded<Decision>(topics.mailDecisionsShadow, serdes.mailDecisionsShadow)).map(

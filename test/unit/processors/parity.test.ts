@@ -138,3 +138,23 @@ describe('parity report and promotion gate', () => {
     expect(a!.pending).toBe(1);
   });
 });
+
+describe('the parity store encoding', () => {
+  it('round-trips entries with one side, both sides, and done', async () => {
+    const { encodeEntry, decodeEntry } = await import('../../../processors/logic/parity.js');
+    const entries = [
+      { ...id, legacy: { action: 'PROMOTIONS' as const, ts: T0 }, closesAt: T0 + 10 * MIN },
+      { ...id, new: { action: 'JUNK' as const, reason: 'USER_JUNK', ts: T0 + 1 }, closesAt: T0 + 10 * MIN },
+      {
+        ...id,
+        legacy: { action: 'INBOX' as const, ts: T0 },
+        new: { action: 'INBOX' as const, reason: 'CLEAN', ts: T0 + 5 },
+        closesAt: T0 + 11 * MIN,
+        done: true,
+      },
+    ];
+    for (const e of entries) expect(decodeEntry(encodeEntry(e))).toEqual(e);
+    expect(encodeEntry(entries[2]!).length).toBeLessThan(JSON.stringify(entries[2]).length / 2);
+    expect(() => decodeEntry('{"json":1}')).toThrow('unreadable parity store entry');
+  });
+});
