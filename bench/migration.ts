@@ -28,7 +28,11 @@ import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { Workload } from './generator.js';
 
 const { values } = parseArgs({
-  options: { events: { type: 'string', default: '100000' }, ingest: { type: 'string', default: '50000' } },
+  options: {
+    events: { type: 'string', default: '100000' },
+    ingest: { type: 'string', default: '50000' },
+    only: { type: 'string' },
+  },
 });
 const EVENTS = Number(values.events);
 const INGEST = Number(values.ingest);
@@ -221,8 +225,10 @@ async function main(): Promise<void> {
   try {
     const machine = { cpus: cpus().length, cpu: cpus()[0]?.model, loadavg: loadavg().map((x) => Number(x.toFixed(2))) };
     console.log(JSON.stringify({ machine, date: new Date().toISOString() }));
-    for (const on of [false, true]) console.log(JSON.stringify(await parity(brokers, registryUrl, stateDir, on)));
-    for (const r of await ingest(brokers, registryUrl, stateDir)) console.log(JSON.stringify(r));
+    if (values.only !== 'ingest')
+      for (const on of [false, true]) console.log(JSON.stringify(await parity(brokers, registryUrl, stateDir, on)));
+    if (values.only !== 'parity')
+      for (const r of await ingest(brokers, registryUrl, stateDir)) console.log(JSON.stringify(r));
   } finally {
     rmSync(stateDir, { recursive: true, force: true });
     await stack?.stop();

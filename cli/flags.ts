@@ -86,17 +86,19 @@ export interface ListedFlag {
 export async function listFlags(cfg: AppConfig): Promise<ListedFlag[]> {
   const topics = topicNames(cfg.topicPrefix);
   const serde = mailSerdes(registryFor(cfg), topics).rolloutFlags;
-  const records = await readWhole(kafkaFor(cfg, 'um-cli-flags'), topics.rolloutFlags, serde);
+  const records = await readWhole(kafkaFor(cfg, 'um-cli-flags'), topics.rolloutFlags, serde, { tombstones: true });
   const out = new Map<string, ListedFlag>();
   for (const r of records) {
     if (r.key === null) continue;
+    if (r.value === null) {
+      out.delete(r.key); // a tombstone: the scope has no flag any more
+      continue;
+    }
     const problem = flagProblem(r.key, r.value);
     const cur = out.get(r.key);
     if (problem) out.set(r.key, { scope: r.key, flag: cur?.flag, refused: problem.message });
     else out.set(r.key, { scope: r.key, flag: r.value });
   }
-  // tombstones are not decoded: a scope whose newest record is a tombstone has no flag; readWhole
-  // skips them, so compaction-free topics may still show it (documented in the README)
   return [...out.values()].sort((a, b) =>
     a.scope === GLOBAL_FLAG_SCOPE ? -1 : b.scope === GLOBAL_FLAG_SCOPE ? 1 : a.scope.localeCompare(b.scope),
   );

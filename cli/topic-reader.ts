@@ -61,6 +61,7 @@ export interface Decoded<T> {
   offset: number;
   timestamp: number;
   key: string | null;
+  /** null only for a tombstone, when asked for (`tombstones: true`) */
   value: T;
   headers: Record<string, string>;
 }
@@ -72,7 +73,12 @@ export async function readDecoded<T>(
   plan: readonly PartitionPlan[],
   serde: Serde<T>,
   onRecords: (records: Decoded<T>[]) => void | Promise<void>,
-  opts: { signal?: AbortSignal; onUndecodable?: (partition: number, offset: number, e: unknown) => void } = {},
+  opts: {
+    signal?: AbortSignal;
+    onUndecodable?: (partition: number, offset: number, e: unknown) => void;
+    /** pass tombstones on (value null) instead of skipping them */
+    tombstones?: boolean;
+  } = {},
 ): Promise<void> {
   const ranges: PartitionRange[] = plan.map((p) => ({ topic, partition: p.partition, from: p.from, to: p.to }));
   await readRanges(
@@ -83,7 +89,7 @@ export async function readDecoded<T>(
       await serde.prepare?.(records.map((r) => r.value));
       const out: Decoded<T>[] = [];
       for (const r of records) {
-        if (r.value === null) continue;
+        if (r.value === null && !opts.tombstones) continue;
         try {
           const headers: Record<string, string> = {};
           for (const [k, v] of Object.entries(r.headers ?? {})) if (v !== undefined) headers[k] = String(v);
@@ -92,7 +98,7 @@ export async function readDecoded<T>(
             offset: r.offset,
             timestamp: r.timestamp,
             key: r.key ? r.key.toString('utf8') : null,
-            value: serde.deserialize(topic, r.value),
+            value: r.value === null ? (null as T) : serde.deserialize(topic, r.value),
             headers,
           });
         } catch (e) {
@@ -106,10 +112,15 @@ export async function readDecoded<T>(
 }
 
 /** Reads a whole topic (to its current end) and decodes it. */
-export async function readWhole<T>(kafka: Kafka, topic: string, serde: Serde<T>): Promise<Decoded<T>[]> {
-  const out: Decoded<T>[] = [];
+export async function readWhole<T>(
+  kafka: Kafka,
+  topic: string,
+  serde: Serde<T>,
+  opts: { tombstones?: boolean } = {},
+): Promise<Decoded<T | null>[]> {
+  const out: Decoded<T | null>[] = [];
   const plan = await offsetPlan(kafka, topic, undefined, undefined);
-  await readDecoded(kafka, topic, plan, serde, (rs) => void out.push(...rs));
+  await readDecoded<T | null>(kafka, topic, plan, serde as Serde<T | null>, (rs) => void out.push(...rs), opts);
   return out.sort((a, b) => a.partition - b.partition || a.offset - b.offset);
 }
 

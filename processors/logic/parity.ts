@@ -5,8 +5,8 @@
  * Pairing (per mailbox and messageId, in event time):
  *  - the first side to arrive opens an entry that closes `windowMs` after its timestamp;
  *  - the other side arriving within the window (either order, |Δt| <= windowMs) makes a pair:
- *    MATCH when the actions are equal, else MISMATCH; the entry stays, marked done, until it
- *    closes, so a repeated record (at-least-once) is recognised and not counted twice;
+ *    MATCH when the actions are equal, else MISMATCH; the entry stays, marked done, until its
+ *    window closes, so a repeated record (at-least-once) is recognised and not counted twice;
  *  - an entry that closes with one side only is LEGACY_MISSING (only the new side came) or
  *    NEW_MISSING (only the legacy side came).
  *
@@ -156,12 +156,9 @@ export function applySide(
     // too far apart: the old entry's side is missing its partner; the new side opens its own entry
     return { entry: open(), emit: [result(current, missingOutcome(current))], outcome: missingOutcome(current) };
   }
-  const paired: ParityEntry = {
-    ...current,
-    [side.kind]: side.value,
-    done: true,
-    closesAt: Math.max(current.closesAt, side.value.ts + windowMs),
-  };
+  // the window stays where the first side put it (the second side is within it): a repeat of
+  // either side until it closes is recognised, and the expiry index entry does not move
+  const paired: ParityEntry = { ...current, [side.kind]: side.value, done: true };
   const match = paired.legacy!.action === paired.new!.action;
   return match
     ? { entry: paired, outcome: 'MATCH' }

@@ -27,7 +27,7 @@ describe('pairing', () => {
     expect(b.emit).toEqual([
       { ...id, legacyAction: 'INBOX', newAction: 'JUNK', newReason: 'SPAM_SCORE', result: 'MISMATCH' },
     ]);
-    expect(b.entry).toMatchObject({ done: true, closesAt: T0 + 19 * MIN });
+    expect(b.entry).toMatchObject({ done: true, closesAt: T0 + 10 * MIN });
     expect(applySide(b.entry, id, { kind: 'legacy', value: { action: 'INBOX', ts: T0 } }, 10 * MIN).duplicate).toBe(
       true,
     );
