@@ -60,6 +60,11 @@ export interface KafkaRecordCollectorOptions {
   producer: Producer;
   /** most records in one produce request */
   maxBatchRecords?: number;
+  /**
+   * most key + value bytes in one produce request (default 768 KiB): the broker refuses a request
+   * whose batch for one partition exceeds message.max.bytes (1 MiB by default)
+   */
+  maxBatchBytes?: number;
   /** tasks wait when more records than this are waiting to be sent */
   maxBufferedRecords?: number;
   compression?: number;
@@ -72,6 +77,7 @@ export class KafkaRecordCollector implements RecordCollector {
   private failure: StreamsError | undefined;
   private readonly offsets = new Map<string, number>();
   private readonly maxBatch: number;
+  private readonly maxBytes: number;
   private scheduled = false;
   /** records handed to send() so far, and how many of them are acknowledged (in order) */
   private sent = 0;
@@ -80,6 +86,7 @@ export class KafkaRecordCollector implements RecordCollector {
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
     this.maxBatch = opts.maxBatchRecords ?? 10_000;
+    this.maxBytes = opts.maxBatchBytes ?? 768 * 1024;
     this.maxBuffered = opts.maxBufferedRecords ?? 50_000;
   }
 
@@ -120,8 +127,18 @@ export class KafkaRecordCollector implements RecordCollector {
    */
   private async drain(): Promise<void> {
     while (this.buffer.length && !this.failure) {
-      const batch = this.buffer.length <= this.maxBatch ? this.buffer : this.buffer.slice(0, this.maxBatch);
-      this.buffer = batch === this.buffer ? [] : this.buffer.slice(this.maxBatch);
+      // up to maxBatch records and maxBytes bytes (at least one record)
+      let n = 0;
+      let bytes = 0;
+      const limit = Math.min(this.buffer.length, this.maxBatch);
+      while (n < limit) {
+        const r = this.buffer[n]!;
+        bytes += (r.key?.length ?? 0) + (r.value?.length ?? 0) + 64;
+        if (n > 0 && bytes > this.maxBytes) break;
+        n++;
+      }
+      const batch = n === this.buffer.length ? this.buffer : this.buffer.slice(0, n);
+      this.buffer = batch === this.buffer ? [] : this.buffer.slice(n);
       await this.produce(batch);
     }
   }

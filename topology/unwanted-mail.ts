@@ -121,12 +121,12 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
       .source('legacy-decisions', { topic: t.legacyDecisions, key: stringSerde, value: s.legacyDecisions })
       .processor('parity-legacy', () => new ParityProcessor('legacy', popts), 'legacy-decisions')
       .store(
-        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxEntries: 50_000 },
+        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxEntries: 20_000 },
         PARITY_NEW,
         'parity-legacy',
       )
       .store(
-        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 50_000 },
+        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 20_000 },
         PARITY_NEW,
         'parity-legacy',
       )
