@@ -165,7 +165,12 @@ describe('rollout flags on two running instances', () => {
       const ghost = mailEvent('A', A[1]!, shadowMails[0]!.receivedAt);
       script.set(ghost.messageId, ['NEW_MISSING']);
       legacyRecords.push(legacyOf(ghost, 'PROMOTIONS', ghost.receivedAt + 200));
-      await produce(topics.legacyDecisions, legacyRecords);
+      // in event-time order, as a legacy system writes them (a record far ahead would move stream
+      // time on and close the windows of the records behind it in its partition)
+      await produce(
+        topics.legacyDecisions,
+        legacyRecords.sort((x, y) => x.timestamp - y.timestamp),
+      );
       parityCount = async (result: string): Promise<number> => {
         let n = 0;
         for (const a of apps)
