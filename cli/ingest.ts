@@ -21,13 +21,19 @@ import type { MailEvent } from '../processors/logic/model.js';
 import type { Serde } from '../runtime/serdes.js';
 
 const auth = z.enum(['PASS', 'FAIL', 'NONE']);
-const timestamp = z.union([
-  z.number().int().positive(),
-  z
-    .string()
-    .datetime({ offset: true, message: 'must be epoch milliseconds or an ISO 8601 date-time' })
-    .transform((s) => Date.parse(s)),
-]);
+const TIMESTAMP_MESSAGE = 'must be epoch milliseconds or an ISO 8601 date-time';
+const timestamp = z.union(
+  [
+    z.number().int().positive(),
+    z
+      .string()
+      .datetime({ offset: true })
+      .transform((s) => Date.parse(s)),
+  ],
+  {
+    errorMap: (issue, ctx) => (ctx.data === undefined ? { message: 'Required' } : { message: TIMESTAMP_MESSAGE }),
+  },
+);
 
 /** One mail event as JSON (§2 MailEvent); unknown fields are ignored. */
 export const mailEventJson = z.object({

@@ -42,6 +42,16 @@ describe('ingest validation', () => {
       ],
     });
   });
+  it('says what a timestamp must be', () => {
+    expect(parseMailEvents({ ...good, receivedAt: 'yesterday' }, 1)).toEqual({
+      ok: false,
+      errors: [{ index: 0, field: 'receivedAt', message: 'must be epoch milliseconds or an ISO 8601 date-time' }],
+    });
+    expect(parseMailEvents({ ...good, receivedAt: undefined }, 1)).toEqual({
+      ok: false,
+      errors: [{ index: 0, field: 'receivedAt', message: 'Required' }],
+    });
+  });
   it('refuses batches over the limit, empty arrays and non-objects', () => {
     expect(parseMailEvents([good, good, good], 2)).toEqual({
       ok: false,
