@@ -205,8 +205,13 @@ export async function replay(cfg: AppConfig, o: ReplayOptions, io: ReplayIo): Pr
       serdes.mailEvents,
       async (rs) => {
         const out = new Map<string, Message[]>();
+        // Ctrl-C: stop at the record in hand; what was read before is sent and its position kept
+        let lastOffset = -1;
         for (const r of rs) {
+          if (o.signal?.aborted) break;
+          lastOffset = r.offset;
           summary.read++;
+          if (summary.read % 1000 === 0) progress();
           const e = r.value;
           if (r.timestamp < o.fromMs || r.timestamp >= o.toMs) {
             summary.skipped.outsideWindow++;
@@ -267,8 +272,7 @@ export async function replay(cfg: AppConfig, o: ReplayOptions, io: ReplayIo): Pr
             summary.byTopic[topic] = (summary.byTopic[topic] ?? 0) + messages.length;
           }
         }
-        const last = rs[rs.length - 1]!;
-        summary.position.set(last.partition, last.offset + 1);
+        if (lastOffset >= 0) summary.position.set(rs[0]!.partition, lastOffset + 1);
         progress();
       },
       { ...(o.signal ? { signal: o.signal } : {}), onUndecodable: () => void summary.skipped.undecodable++ },
