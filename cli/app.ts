@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { MailMetrics } from '../processors/metrics.js';
 import { PREFERENCES_STORE } from '../processors/decide-processor.js';
+import { RolloutFlagBook, type FlagDeadLetter } from '../processors/rollout-flags.js';
 import { kafkaSecurity, streamsConfig } from '../runtime/config.js';
 import { ConfigError } from '../runtime/errors.js';
 import { startHttpServer } from '../runtime/http.js';
@@ -24,9 +25,11 @@ import { preflight } from './preflight.js';
 import { registerStatusPage } from './ui.js';
 import { applyOffsetResetForNewGroup } from './reset.js';
 import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
+import { createIngest, IngestMetrics, Mirror, type Ingest } from './ingest.js';
 
 export interface App {
   streams: KafkaStreams;
+  flags: RolloutFlagBook;
   topics: Topics;
   serdes: MailSerdes;
   metrics: MailMetrics;
@@ -120,11 +123,39 @@ async function startLocked(
   const serdes = mailSerdes(registryFor(cfg), topics);
   const runtimeMetrics = new RuntimeMetrics();
   const metrics = new MailMetrics(runtimeMetrics.registry);
+  const dlqTopic = `${cfg.applicationId}-dlq`;
+  const dlqProducer = kafka.producer({ allowAutoTopicCreation: false });
+  let dlqConnected: Promise<void> | undefined;
+  const deadLetter = async (d: FlagDeadLetter): Promise<void> => {
+    dlqConnected ??= dlqProducer.connect();
+    await dlqConnected;
+    await dlqProducer.send({
+      topic: dlqTopic,
+      acks: -1,
+      messages: [
+        {
+          key: d.scope,
+          value: d.bytes ?? null,
+          headers: {
+            'dlq.source.topic': topics.rolloutFlags,
+            'dlq.error.code': d.code,
+            'dlq.error.message': d.message.slice(0, 1000),
+            'dlq.error.kind': 'processing',
+            'dlq.application.id': cfg.applicationId,
+            'dlq.instance.id': cfg.instanceId,
+          },
+        },
+      ],
+    });
+  };
+  const flags = new RolloutFlagBook({ defaultMode: cfg.defaultMode, metrics, logger, deadLetter });
   const topology = unwantedMailTopology({
     topics,
     serdes,
     metrics,
+    flags,
     preferenceCacheEntries: cfg.preferenceCacheEntries,
+    parity: cfg.parity.enabled ? { windowMs: cfg.parity.windowMs } : false,
   });
   if (
     await applyOffsetResetForNewGroup(kafka, cfg.applicationId, topology.sourceTopics(), cfg.offsetReset ?? 'earliest')
@@ -157,7 +188,30 @@ async function startLocked(
     }),
     { logger, metrics: runtimeMetrics, kafka, ...(opts.onStateChange ? { onStateChange: opts.onStateChange } : {}) },
   );
+  let ingest: Ingest | undefined;
   if (opts.http ?? true) {
+    const ingestMetrics = new IngestMetrics(runtimeMetrics.registry);
+    ingest = await createIngest({
+      kafka,
+      topic: topics.mailEvents,
+      serde: serdes.mailEvents,
+      metrics: ingestMetrics,
+      maxBatch: cfg.ingest.maxBatch,
+      maxInFlight: cfg.ingest.maxInFlight,
+      logger,
+      ...(cfg.mirror.url
+        ? {
+            mirror: new Mirror({
+              url: cfg.mirror.url,
+              percent: cfg.mirror.percent,
+              metrics: ingestMetrics,
+              logger,
+              ...(cfg.mirror.token ? { token: cfg.mirror.token } : {}),
+            }),
+          }
+        : {}),
+    });
+    const ingestRoutes = ingest;
     server = await startHttpServer({
       streams,
       host: cfg.http.host,
@@ -167,6 +221,7 @@ async function startLocked(
       peers: cfg.http.peers ?? [],
       routes: (app, { queryStore }) => {
         registerStatusPage(app, { streams });
+        ingestRoutes.register(app);
         app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
           const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
             forwarded: req.headers['x-um-forwarded'] === '1',
@@ -174,7 +229,8 @@ async function startLocked(
           return reply.code(r.status).send(r.body);
         });
       },
-    }).catch((e: NodeJS.ErrnoException) => {
+    }).catch(async (e: NodeJS.ErrnoException) => {
+      await ingestRoutes.close();
       if (e.code === 'EADDRINUSE' || e.code === 'EACCES')
         throw new ConfigError(
           'UM_HTTP_PORT',
@@ -192,6 +248,7 @@ async function startLocked(
     await streams.start();
   } catch (e) {
     await server?.close();
+    await ingest?.close();
     throw e;
   }
   logger.info(
@@ -200,6 +257,7 @@ async function startLocked(
   );
   return {
     streams,
+    flags,
     topics,
     serdes,
     metrics,
@@ -208,6 +266,8 @@ async function startLocked(
       try {
         await streams.close();
         await server?.close();
+        await ingest?.close();
+        if (dlqConnected) await dlqProducer.disconnect().catch(() => undefined);
       } finally {
         await lock.release();
       }

@@ -50,6 +50,14 @@ export const SETTINGS = {
   UM_PROCESSING_GUARANTEE: 'at_least_once (the only one implemented so far; exactly_once is refused at start).',
   UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
   UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
+  UM_PARITY: 'true (default) to pair new decisions with legacy-decisions; false leaves legacy-decisions unread.',
+  UM_PARITY_WINDOW_MS: 'Parity pairing window in event time, either order (default 600000 = 10 minutes).',
+  UM_INGEST_MAX_BATCH: 'Most events one POST /v1/mail-events may carry (default 1000).',
+  UM_INGEST_MAX_IN_FLIGHT:
+    'Events accepted but not yet acknowledged by the broker above which ingest answers 503 with Retry-After (default 20000).',
+  UM_MIRROR_TO_URL: "Another instance's base URL: accepted ingest events are also sent (tee) to its /v1/mail-events.",
+  UM_MIRROR_PERCENT: 'Share of tenants (by tenant bucket) whose events are mirrored, 0..100 (default 100).',
+  UM_MIRROR_TOKEN: 'Bearer token sent to UM_MIRROR_TO_URL (optional).',
   UM_LOG_LEVEL: 'fatal | error | warn | info (default) | debug | trace.',
   UM_LOG_FORMAT: 'auto (default: readable on a terminal, JSON lines otherwise) | json | pretty.',
   UM_CONFIG_FILE: 'JSON file with any of these settings (environment variables win).',
@@ -121,6 +129,13 @@ const schema = z.object({
   UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
   UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
   UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
+  UM_PARITY: bool.default('true'),
+  UM_PARITY_WINDOW_MS: int(1000, 7 * 86_400_000).default('600000'),
+  UM_INGEST_MAX_BATCH: int(1, 100_000).default('1000'),
+  UM_INGEST_MAX_IN_FLIGHT: int(1, 10_000_000).default('20000'),
+  UM_MIRROR_TO_URL: z.string().url().optional(),
+  UM_MIRROR_PERCENT: int(0, 100).default('100'),
+  UM_MIRROR_TOKEN: z.string().min(1).optional(),
   UM_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace']).default('info'),
   UM_LOG_FORMAT: z.enum(['auto', 'json', 'pretty']).default('auto'),
   UM_CONFIG_FILE: z.string().optional(),
@@ -159,6 +174,9 @@ export interface AppConfig {
   readonly processingGuarantee: 'at_least_once' | 'exactly_once';
   readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
   readonly preferenceCacheEntries: number;
+  readonly parity: { readonly enabled: boolean; readonly windowMs: number };
+  readonly ingest: { readonly maxBatch: number; readonly maxInFlight: number };
+  readonly mirror: { readonly url: string | undefined; readonly percent: number; readonly token?: string };
   readonly logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   readonly logFormat?: 'auto' | 'json' | 'pretty';
 }
@@ -279,6 +297,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     processingGuarantee: c.UM_PROCESSING_GUARANTEE,
     defaultMode: c.UM_DEFAULT_MODE,
     preferenceCacheEntries: c.UM_PREFERENCE_CACHE_ENTRIES,
+    parity: { enabled: c.UM_PARITY, windowMs: c.UM_PARITY_WINDOW_MS },
+    ingest: { maxBatch: c.UM_INGEST_MAX_BATCH, maxInFlight: c.UM_INGEST_MAX_IN_FLIGHT },
+    mirror: {
+      url: c.UM_MIRROR_TO_URL,
+      percent: c.UM_MIRROR_PERCENT,
+      ...(c.UM_MIRROR_TOKEN ? { token: c.UM_MIRROR_TOKEN } : {}),
+    },
     logLevel: c.UM_LOG_LEVEL,
     logFormat: c.UM_LOG_FORMAT,
   };

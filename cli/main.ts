@@ -8,6 +8,9 @@
  *   um preferences <id>    a mailbox's preferences, from the table
  *   um topics create       create the topics of the spec
  *   um config              the effective configuration (secrets masked)
+ *   um flags set|list|bucket   rollout flags (§6)
+ *   um parity report       parity with the legacy system and the promotion gate
+ *   um replay              re-decide a time window of mail-events
  */
 import { Command, Option } from 'commander';
 import { readFileSync } from 'node:fs';
@@ -22,6 +25,10 @@ import { ensureTopics, kafkaFor, registryFor, startApp, type App } from './app.j
 import { loadConfig, redact, SETTINGS, type AppConfig } from './config.js';
 import { createLogger } from './log.js';
 import { localInstanceUrl, preferencesFromInstance, readPreferences } from './preferences.js';
+import { buildFlag, formatBucket, formatFlags, listFlags, setFlag } from './flags.js';
+import { formatReport, gateHolds, parityReportFromTopics } from './parity.js';
+import { parseResume, replay, resumeArg } from './replay.js';
+import { parseTime } from './topic-reader.js';
 
 function logger(cfg: AppConfig): Logger {
   return createLogger(cfg);
@@ -110,9 +117,20 @@ program
   .description('the service with an embedded local Kafka and registry and demo traffic (when nothing is configured)')
   .option('--rate <n>', 'demo mail events per second', '500')
   .option('--no-demo', 'no demo traffic')
-  .action(async (opts: { rate: string; demo: boolean }) => {
+  .option(
+    '--legacy-disagree <fraction>',
+    'demo: share of mails the simulated legacy system decides differently',
+    '0.01',
+  )
+  .option('--legacy-delay-ms <ms>', 'demo: event-time delay of the legacy decisions', '2000')
+  .action(async (opts: { rate: string; demo: boolean; legacyDisagree: string; legacyDelayMs: string }) => {
+    const legacyDisagree = Number(opts.legacyDisagree);
+    if (!(legacyDisagree >= 0 && legacyDisagree <= 1))
+      throw new ConfigError('--legacy-disagree', 'must be within 0..1');
+    const legacyDelayMs = Number(opts.legacyDelayMs);
+    if (!(legacyDelayMs >= 0)) throw new ConfigError('--legacy-delay-ms', 'must be >= 0');
     const { start } = await import('./start.js');
-    await start({ rate: Number(opts.rate), demo: opts.demo });
+    await start({ rate: Number(opts.rate), demo: opts.demo, legacyDisagree, legacyDelayMs });
   });
 
 program
@@ -181,6 +199,167 @@ program
     const created = await ensureTopics(kafkaFor(cfg, 'um-cli'), cfg);
     console.log(created.length ? `created: ${created.join(', ')}` : 'all topics exist');
   });
+
+const flags = program
+  .command('flags')
+  .description('rollout flags: OFF, SHADOW or LIVE per tenant, or globally (scope *)');
+flags
+  .command('set')
+  .description('set the flag of a scope ("*" = global cap, else a tenantId)')
+  .argument('<scope>')
+  .argument('<mode>', 'OFF | SHADOW | LIVE')
+  .option('--percent <n>', 'in LIVE, the share of mailboxes (by bucket) that are LIVE, 0..100 (default 100)')
+  .requiredOption('--reason <text>', 'why (kept in the flag record and logged)')
+  .option('--by <who>', 'who sets it (default user@host)')
+  .action(async (scope: string, mode: string, opts: { percent?: string; reason: string; by?: string }) => {
+    const flag = buildFlag({
+      scope,
+      mode,
+      percent: opts.percent,
+      reason: opts.reason,
+      ...(opts.by ? { by: opts.by } : {}),
+    });
+    const cfg = loadConfig();
+    await setFlag(cfg, flag);
+    console.log(
+      `flag ${flag.scope} set to ${flag.mode}${flag.mode === 'LIVE' ? ` ${flag.livePercent}%` : ''} (${flag.reason})`,
+    );
+  });
+flags
+  .command('list')
+  .description('the flags in force (the newest well-formed record per scope)')
+  .option('--json', 'JSON output', false)
+  .action(async (opts: { json: boolean }) => {
+    const cfg = loadConfig();
+    const list = await listFlags(cfg);
+    console.log(opts.json ? JSON.stringify(list, null, 2) : formatFlags(list, cfg.defaultMode));
+  });
+flags
+  .command('bucket')
+  .description("a mailbox's rollout bucket: murmur3_x86_32(tenantId:mailboxId, seed 0) % 100")
+  .argument('<tenantId>')
+  .argument('<mailboxId>')
+  .action((tenantId: string, mailboxId: string) => {
+    console.log(formatBucket(tenantId, mailboxId));
+  });
+
+program
+  .command('parity')
+  .description('parity with the legacy system')
+  .command('report')
+  .description('per tenant: pairs, match rate, mismatches by class, top mismatches, and the promotion gate')
+  .option('--tenant <tenantId>', 'one tenant only')
+  .option('--since <time>', 'ISO time, epoch ms, or an age like 24h, 90m, 7d', '24h')
+  .option('--gate', 'exit 1 when the gate does not hold (for the named tenant, else for any tenant)', false)
+  .option('--min-rate <r>', 'gate: minimum match rate, 0..1', '0.995')
+  .option('--min-pairs <n>', 'gate: minimum pairs', '10000')
+  .option('--hours <n>', 'gate: the last N hourly windows must each meet the rate', '3')
+  .option('--json', 'JSON output', false)
+  .action(
+    async (opts: {
+      tenant?: string;
+      since: string;
+      gate: boolean;
+      minRate: string;
+      minPairs: string;
+      hours: string;
+      json: boolean;
+    }) => {
+      const cfg = loadConfig();
+      const gate = { minRate: Number(opts.minRate), minPairs: Number(opts.minPairs), hours: Number(opts.hours) };
+      if (!(gate.minRate >= 0 && gate.minRate <= 1)) throw new ConfigError('--min-rate', 'must be within 0..1');
+      if (!Number.isInteger(gate.minPairs) || gate.minPairs < 0)
+        throw new ConfigError('--min-pairs', 'must be an integer >= 0');
+      if (!Number.isInteger(gate.hours) || gate.hours < 0) throw new ConfigError('--hours', 'must be an integer >= 0');
+      const r = await parityReportFromTopics(cfg, {
+        sinceMs: parseTime(opts.since),
+        gate,
+        ...(opts.tenant ? { tenant: opts.tenant } : {}),
+      });
+      console.log(opts.json ? JSON.stringify(r, null, 2) : formatReport(r.tenants, gate));
+      if (r.unreadable) console.error(`${r.unreadable} records could not be read and were left out`);
+      if (opts.gate && !gateHolds(r.tenants, opts.tenant)) process.exitCode = 1;
+    },
+  );
+
+program
+  .command('replay')
+  .description(
+    're-decide the mail-events of [from, to) in a consumer group of its own, with the preferences as they are now',
+  )
+  .requiredOption('--from <time>', 'start (inclusive): ISO time, epoch ms, or an age like 2h')
+  .requiredOption('--to <time>', 'end (exclusive): ISO time, epoch ms, or an age like 1h')
+  .option('--tenant <tenantId>', 'one tenant only')
+  .option('--partitions <list>', 'only these partitions, e.g. 0,3')
+  .option('--output <topic>', 'output topic (default <prefix>mail-decisions-replay)')
+  .option('--live', 'write to the live topics (LIVE → mail-decisions, SHADOW → shadow), marked with a header', false)
+  .option('--dry-run', 'print the offset plan and the record count only', false)
+  .option('--id <id>', 'replay id (header um.replay.id)')
+  .option('--resume <offsets>', 'partition:offset list printed by a stopped replay')
+  .action(
+    async (opts: {
+      from: string;
+      to: string;
+      tenant?: string;
+      partitions?: string;
+      output?: string;
+      live: boolean;
+      dryRun: boolean;
+      id?: string;
+      resume?: string;
+    }) => {
+      const cfg = loadConfig();
+      if (opts.live && opts.output) throw new ConfigError('--output', 'cannot be combined with --live');
+      const partitions = opts.partitions?.split(',').map((p) => {
+        if (!/^\d+$/.test(p.trim())) throw new ConfigError('--partitions', `"${p}" is not a partition number`);
+        return Number(p);
+      });
+      const fromMs = parseTime(opts.from);
+      const toMs = parseTime(opts.to);
+      if (!(fromMs < toMs)) throw new ConfigError('--from', 'must be before --to');
+      const ac = new AbortController();
+      const onSigint = (): void => ac.abort(new Error('interrupted'));
+      process.once('SIGINT', onSigint);
+      const s = await replay(
+        cfg,
+        {
+          fromMs,
+          toMs,
+          live: opts.live,
+          dryRun: opts.dryRun,
+          signal: ac.signal,
+          ...(opts.tenant ? { tenant: opts.tenant } : {}),
+          ...(partitions ? { partitions } : {}),
+          ...(opts.output ? { output: opts.output } : {}),
+          ...(opts.id ? { id: opts.id } : {}),
+          ...(opts.resume ? { resume: parseResume(opts.resume) } : {}),
+        },
+        {
+          out: (l) => (process.stdout.isTTY && l.startsWith('\r') ? process.stdout.write(l) : console.log(l)),
+          tty: process.stdout.isTTY,
+        },
+      );
+      process.off('SIGINT', onSigint);
+      if (opts.dryRun) return;
+      console.log(
+        `replay ${s.id}: read ${s.read}, wrote ${s.written} (${
+          Object.entries(s.byTopic)
+            .map(([t, n]) => `${t}: ${n}`)
+            .join(', ') || 'nothing'
+        }); skipped ${JSON.stringify(s.skipped)}`,
+      );
+      if (s.stopped) {
+        const args = process.argv
+          .slice(2)
+          .filter(
+            (a, i, all) =>
+              a !== '--resume' && all[i - 1] !== '--resume' && !a.startsWith('--id') && all[i - 1] !== '--id',
+          );
+        console.log(`stopped. To resume: um ${args.join(' ')} --id ${s.id} --resume ${resumeArg(s)}`);
+        process.exitCode = 130;
+      }
+    },
+  );
 
 program
   .command('reset')

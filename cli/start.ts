@@ -10,11 +10,17 @@ import { join } from 'node:path';
 import { Workload, TrafficProducer } from '../bench/generator.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { kafkaFor, startApp, type App } from './app.js';
+import { LegacySimulator } from './legacy-sim.js';
 import { loadConfig, type AppConfig } from './config.js';
 import { createLogger } from './log.js';
 import { histogramBuckets, SnapshotWindow, windowQuantile } from './window.js';
 
-export async function start(opts: { rate: number; demo: boolean }): Promise<void> {
+export async function start(opts: {
+  rate: number;
+  demo: boolean;
+  legacyDisagree?: number;
+  legacyDelayMs?: number;
+}): Promise<void> {
   let cfg = loadConfig();
   const log = createLogger(cfg);
   let stack: LocalStack | undefined;
@@ -31,10 +37,12 @@ export async function start(opts: { rate: number; demo: boolean }): Promise<void
   }
   let app: App | undefined;
   let traffic: TrafficProducer | undefined;
+  let legacy: LegacySimulator | undefined;
   let timer: NodeJS.Timeout | undefined;
   const cleanup = async (): Promise<void> => {
     if (timer) clearInterval(timer);
     await traffic?.stop().catch(() => undefined);
+    await legacy?.stop().catch(() => undefined);
     await app?.close().catch(() => undefined);
     await stack?.stop().catch(() => undefined);
     if (tempState) rmSync(tempState, { recursive: true, force: true });
@@ -62,6 +70,19 @@ export async function start(opts: { rate: number; demo: boolean }): Promise<void
         workload,
         logger: log,
       });
+      // a simulated legacy system deciding the same mails, so parity has real numbers
+      legacy = new LegacySimulator({
+        kafka: kafkaFor(cfg, 'um-demo-legacy'),
+        groupId: `${cfg.applicationId}-demo-legacy`,
+        mailEventsTopic: app.topics.mailEvents,
+        legacyTopic: app.topics.legacyDecisions,
+        mailEvents: app.serdes.mailEvents,
+        legacyDecisions: app.serdes.legacyDecisions,
+        disagree: opts.legacyDisagree ?? 0.01,
+        delayMs: opts.legacyDelayMs ?? 2000,
+        logger: log,
+      });
+      await legacy.start();
       await traffic.seed(0.3);
       traffic.start(opts.rate);
       console.log(`demo traffic: ${opts.rate} mail events/s (about 5% followed by a user interaction)`);
@@ -71,6 +92,9 @@ export async function start(opts: { rate: number; demo: boolean }): Promise<void
         .map((p) => p.mailboxId);
       console.log(
         `mailboxes with preferences, e.g.: ${examples.join(' ')}  (npm run um -- preferences ${examples[0]})`,
+      );
+      console.log(
+        `simulated legacy system: writes legacy-decisions, disagreeing on ${((opts.legacyDisagree ?? 0.01) * 100).toFixed(1)}% of mails (and on user preferences it does not know)`,
       );
     }
     timer = setInterval(() => void summary(app!), SUMMARY_EVERY_MS);

@@ -2,7 +2,7 @@
  * The application's metrics (`um_` prefix), registered on the runtime's registry. Refused
  * records are counted by the runtime (`um_dead_letters_total{topic,code}`).
  */
-import { Counter, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
 
 export class MailMetrics {
   readonly decisions: Counter<'action' | 'reason' | 'mode'>;
@@ -10,6 +10,16 @@ export class MailMetrics {
   readonly interactions: Counter<'action' | 'outcome'>;
   readonly preferenceUpdates: Counter<'change'>;
   readonly evictions: Counter<'scope' | 'source'>;
+  /** mails not decided because their mailbox is OFF (learning goes on) */
+  readonly decisionsOff: Counter<'tenant'>;
+  readonly flagChanges: Counter<'scope'>;
+  readonly flagRefused: Counter<'code'>;
+  readonly flagMode: Gauge<'scope'>;
+  readonly flagPercent: Gauge<'scope'>;
+  readonly parityResults: Counter<'tenant' | 'result'>;
+  readonly parityMatrix: Counter<'legacy' | 'new'>;
+  readonly parityMatchRate: Gauge<'tenant'>;
+  readonly paritySkipped: Counter<'reason'>;
 
   constructor(registry: Registry) {
     const registers = [registry];
@@ -42,6 +52,60 @@ export class MailMetrics {
       name: 'um_preference_evictions_total',
       help: 'Preference entries evicted to respect the per-mailbox limits',
       labelNames: ['scope', 'source'],
+      registers,
+    });
+    this.decisionsOff = new Counter({
+      name: 'um_decisions_off_total',
+      help: 'Mails of OFF mailboxes: no decision output (preferences are still learned)',
+      labelNames: ['tenant'],
+      registers,
+    });
+    this.flagChanges = new Counter({
+      name: 'um_rollout_flag_changes_total',
+      help: 'Rollout flag changes taken into force on this instance, by scope',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.flagRefused = new Counter({
+      name: 'um_rollout_flag_refused_total',
+      help: 'Malformed rollout flag records refused (dead-lettered; the last good flag stays)',
+      labelNames: ['code'],
+      registers,
+    });
+    this.flagMode = new Gauge({
+      name: 'um_rollout_flag_mode',
+      help: 'Rollout flag in force per scope: 0 OFF, 1 SHADOW, 2 LIVE',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.flagPercent = new Gauge({
+      name: 'um_rollout_flag_live_percent',
+      help: 'livePercent of the rollout flag in force per scope',
+      labelNames: ['scope'],
+      registers,
+    });
+    this.parityResults = new Counter({
+      name: 'um_parity_results_total',
+      help: 'Parity comparisons with the legacy system, by tenant and result (MATCH, MISMATCH, LEGACY_MISSING, NEW_MISSING)',
+      labelNames: ['tenant', 'result'],
+      registers,
+    });
+    this.parityMatrix = new Counter({
+      name: 'um_parity_actions_total',
+      help: 'Paired decisions: legacy action x new action',
+      labelNames: ['legacy', 'new'],
+      registers,
+    });
+    this.parityMatchRate = new Gauge({
+      name: 'um_parity_match_rate',
+      help: "Share of this instance's parity comparisons that matched, per tenant (sum um_parity_results_total across instances for the fleet)",
+      labelNames: ['tenant'],
+      registers,
+    });
+    this.paritySkipped = new Counter({
+      name: 'um_parity_skipped_total',
+      help: 'Records parity did not compare (duplicates, legacy decisions of OFF mailboxes)',
+      labelNames: ['reason'],
       registers,
     });
   }

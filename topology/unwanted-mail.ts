@@ -4,7 +4,12 @@
  *   user-preferences ──(table)──> [preferences store]        the table; its topic is its changelog
  *   tenant-policies  ──(global table, every instance)
  *   user-interactions ──> learn ──> [preferences] (+ [interaction-dedupe])  every change → user-preferences
- *   mail-events ──> decide (reads [preferences], tenant-policies) ──> mail-decisions
+ *   rollout-flags    ──(global table, every instance)
+ *   mail-events ──> decide (reads [preferences], tenant-policies, rollout-flags)
+ *                     ├─ LIVE   ──> mail-decisions
+ *                     ├─ SHADOW ──> mail-decisions-shadow
+ *                     └─ LIVE and SHADOW ──> parity-new ──┐   [parity-pairs], [parity-expiry]
+ *   legacy-decisions ──> parity-legacy ───────────────────┴──> parity-mismatches
  *
  * The four input topics are co-partitioned by mailboxId: task p owns partition p of each, and
  * its slice of the preference store. Interactions are declared before mail events, so on equal
@@ -12,14 +17,26 @@
  */
 import {
   DecideProcessor,
+  LIVE_SINK,
+  PARITY_NEW,
   PREFERENCES_STORE,
+  SHADOW_SINK,
   TENANT_POLICIES_TABLE,
   type DecideDeps,
 } from '../processors/decide-processor.js';
+import {
+  PARITY_EXPIRY_STORE,
+  PARITY_SINK,
+  PARITY_STORE,
+  ParityProcessor,
+  type ParityOptions,
+} from '../processors/parity-processor.js';
+import { flagEntrySerde, ROLLOUT_FLAGS_TABLE, RolloutFlagBook } from '../processors/rollout-flags.js';
+import { decodeEntry, encodeEntry, type ParityEntry } from '../processors/logic/parity.js';
 import { DEDUPE_STORE, LearnProcessor, newerPreferences } from '../processors/learn-processor.js';
 import type { MailMetrics } from '../processors/metrics.js';
 import { validateTenantPolicy } from '../processors/validate.js';
-import { longSerde, stringSerde, validatedSerde } from '../runtime/serdes.js';
+import { longSerde, stringSerde, validatedSerde, type Serde } from '../runtime/serdes.js';
 import { TopologyBuilder, type Topology } from '../runtime/topology.js';
 import type { TopicSerdes } from './serdes.js';
 import type { Topics } from './topics.js';
@@ -30,55 +47,102 @@ export interface MailTopologyOptions {
   metrics?: MailMetrics;
   /** preference records cached per task (reads); writes always go through to the topic */
   preferenceCacheEntries?: number;
-  decide?: DecideDeps;
+  decide?: Omit<DecideDeps, 'flags' | 'parity' | 'metrics'>;
+  /** the rollout flags book of this instance (default: a new one, default mode SHADOW) */
+  flags?: RolloutFlagBook;
+  /** parity with legacy-decisions (default on); false leaves legacy-decisions unread */
+  parity?: Omit<ParityOptions, 'metrics' | 'flags'> | false;
 }
+
+/** The parity store's values, compact (see encodeEntry). */
+const parityEntrySerde: Serde<ParityEntry> = {
+  serialize: (_t, v) => Buffer.from(encodeEntry(v), 'utf8'),
+  deserialize: (_t, b) => decodeEntry(b.toString('utf8')),
+};
 
 export function unwantedMailTopology(o: MailTopologyOptions): Topology {
   const { topics: t, serdes: s } = o;
+  const flags = o.flags ?? new RolloutFlagBook({ ...(o.metrics ? { metrics: o.metrics } : {}) });
+  const parity = o.parity === false ? undefined : (o.parity ?? {});
+  const b = new TopologyBuilder()
+    // the preference table: user-preferences is both its source and its changelog
+    .store({
+      name: PREFERENCES_STORE,
+      key: stringSerde,
+      value: s.userPreferences,
+      changelog: { topic: t.userPreferences },
+      cacheMaxEntries: o.preferenceCacheEntries ?? 20_000,
+      writeThrough: true,
+      prefetch: true,
+    })
+    .table({
+      name: 'preferences-table',
+      topic: t.userPreferences,
+      store: PREFERENCES_STORE,
+      key: stringSerde,
+      value: s.userPreferences,
+      shouldApply: newerPreferences,
+    })
+    // a policy that fails validation is skipped: the tenant's last good policy stays in force
+    .globalTable({
+      name: TENANT_POLICIES_TABLE,
+      topic: t.tenantPolicies,
+      key: stringSerde,
+      value: validatedSerde(s.tenantPolicies, validateTenantPolicy),
+    })
+    .globalTable({
+      name: ROLLOUT_FLAGS_TABLE,
+      topic: t.rolloutFlags,
+      key: stringSerde,
+      value: flagEntrySerde(s.rolloutFlags, flags.remember),
+    })
+
+    // learning: interactions → preferences
+    .source('user-interactions', { topic: t.userInteractions, key: stringSerde, value: s.userInteractions })
+    .processor('learn', () => new LearnProcessor(o.metrics), 'user-interactions')
+    // write-through like the preferences, so that a crash never leaves a preference change
+    // logged without the dedupe entry of the interaction that made it
+    .store(
+      { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
+      'learn',
+    )
+    .connect(PREFERENCES_STORE, 'learn')
+
+    // deciding: mail events → decisions
+    .source('mail-events', { topic: t.mailEvents, key: stringSerde, value: s.mailEvents })
+    .processor(
+      'decide',
+      () => new DecideProcessor({ metrics: o.metrics, ...o.decide, flags, parity: parity !== undefined }),
+      'mail-events',
+    )
+    .connect(PREFERENCES_STORE, 'decide')
+    .sink(LIVE_SINK, { topic: t.mailDecisions, key: stringSerde, value: s.mailDecisions }, 'decide')
+    .sink(SHADOW_SINK, { topic: t.mailDecisionsShadow, key: stringSerde, value: s.mailDecisionsShadow }, 'decide');
+  if (!parity) return b.build();
+  const rates = ParityProcessor.rates();
+  const popts = { ...parity, flags, rates, ...(o.metrics ? { metrics: o.metrics } : {}) };
   return (
-    new TopologyBuilder()
-      // the preference table: user-preferences is both its source and its changelog
-      .store({
-        name: PREFERENCES_STORE,
-        key: stringSerde,
-        value: s.userPreferences,
-        changelog: { topic: t.userPreferences },
-        cacheMaxEntries: o.preferenceCacheEntries ?? 20_000,
-        writeThrough: true,
-        prefetch: true,
-      })
-      .table({
-        name: 'preferences-table',
-        topic: t.userPreferences,
-        store: PREFERENCES_STORE,
-        key: stringSerde,
-        value: s.userPreferences,
-        shouldApply: newerPreferences,
-      })
-      // a policy that fails validation is skipped: the tenant's last good policy stays in force
-      .globalTable({
-        name: TENANT_POLICIES_TABLE,
-        topic: t.tenantPolicies,
-        key: stringSerde,
-        value: validatedSerde(s.tenantPolicies, validateTenantPolicy),
-      })
-
-      // learning: interactions → preferences
-      .source('user-interactions', { topic: t.userInteractions, key: stringSerde, value: s.userInteractions })
-      .processor('learn', () => new LearnProcessor(o.metrics), 'user-interactions')
-      // write-through like the preferences, so that a crash never leaves a preference change
-      // logged without the dedupe entry of the interaction that made it
+    b
+      // parity: new decisions (from decide) and legacy decisions, paired per message in event time
+      .processor(PARITY_NEW, () => new ParityProcessor('new', popts), 'decide')
+      .source('legacy-decisions', { topic: t.legacyDecisions, key: stringSerde, value: s.legacyDecisions })
+      .processor('parity-legacy', () => new ParityProcessor('legacy', popts), 'legacy-decisions')
       .store(
-        { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
-        'learn',
+        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxEntries: 20_000 },
+        PARITY_NEW,
+        'parity-legacy',
       )
-      .connect(PREFERENCES_STORE, 'learn')
-
-      // deciding: mail events → decisions
-      .source('mail-events', { topic: t.mailEvents, key: stringSerde, value: s.mailEvents })
-      .processor('decide', () => new DecideProcessor({ metrics: o.metrics, ...o.decide }), 'mail-events')
-      .connect(PREFERENCES_STORE, 'decide')
-      .sink('mail-decisions', { topic: t.mailDecisions, key: stringSerde, value: s.mailDecisions }, 'decide')
+      .store(
+        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 20_000 },
+        PARITY_NEW,
+        'parity-legacy',
+      )
+      .sink(
+        PARITY_SINK,
+        { topic: t.parityMismatches, key: stringSerde, value: s.parityMismatches },
+        PARITY_NEW,
+        'parity-legacy',
+      )
       .build()
   );
 }

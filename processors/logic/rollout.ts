@@ -13,7 +13,8 @@
  * - A livePercent that is not a number (NaN) counts as 0; values are not otherwise clamped (<= 0: no
  *   mailbox, >= 100: every mailbox).
  */
-import { DEFAULT_ROLLOUT_MODE } from './model.js';
+import murmurhash from 'murmurhash';
+import { DEFAULT_ROLLOUT_MODE, ROLLOUT_MODES } from './model.js';
 import type { RolloutFlag, RolloutMode } from './model.js';
 
 const RANK: Readonly<Record<RolloutMode, number>> = { OFF: 0, SHADOW: 1, LIVE: 2 };
@@ -30,57 +31,30 @@ export function capMode(mode: RolloutMode, cap: RolloutMode | undefined): Rollou
 }
 
 /**
- * Stable 32-bit hash of a string: FNV-1a (offset basis 0x811c9dc5, prime 0x01000193) over the UTF-8
- * bytes, followed by the murmur3 `fmix32` finalizer so that ids differing only in their last
- * characters spread over all buckets. Unsigned result. This function is part of the rollout contract:
- * changing it reshuffles which mailboxes are LIVE.
+ * The rollout bucket contract, computable with a stock library in any language (the Unleash
+ * convention): `murmur3_x86_32(utf8(tenantId + ":" + mailboxId), seed 0) % 100`, unsigned.
+ * Test vectors: `acme:mb-1` → 514334219 → 19; `tenant-7:alice@example.com` → 405548882 → 82;
+ * `t:Zoë` → 2778054340 → 40. Changing it reshuffles which mailboxes are LIVE.
  */
-export function stableHash32(s: string): number {
-  let h = 0x811c9dc5;
-  const byte = (b: number): void => {
-    h ^= b;
-    h = Math.imul(h, 0x01000193);
-  };
-  for (let i = 0; i < s.length; i++) {
-    let c = s.charCodeAt(i);
-    if (c < 0x80) {
-      byte(c);
-    } else if (c < 0x800) {
-      byte(0xc0 | (c >> 6));
-      byte(0x80 | (c & 0x3f));
-    } else {
-      if (c >= 0xd800 && c <= 0xdbff && i + 1 < s.length) {
-        const d = s.charCodeAt(i + 1);
-        if (d >= 0xdc00 && d <= 0xdfff) {
-          c = 0x10000 + ((c - 0xd800) << 10) + (d - 0xdc00);
-          i++;
-        }
-      }
-      if (c >= 0xd800 && c <= 0xdfff) c = 0xfffd; // lone surrogate: U+FFFD, as TextEncoder does
-      if (c < 0x10000) {
-        byte(0xe0 | (c >> 12));
-        byte(0x80 | ((c >> 6) & 0x3f));
-        byte(0x80 | (c & 0x3f));
-      } else {
-        byte(0xf0 | (c >> 18));
-        byte(0x80 | ((c >> 12) & 0x3f));
-        byte(0x80 | ((c >> 6) & 0x3f));
-        byte(0x80 | (c & 0x3f));
-      }
-    }
-  }
-  // murmur3 fmix32
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+export function rolloutHash(tenantId: string, mailboxId: string): number {
+  // murmurhash 2.x encodes strings as UTF-8 and returns the unsigned 32-bit hash
+  return murmurhash.v3(`${tenantId}:${mailboxId}`, 0) >>> 0;
 }
 
-/** The mailbox's rollout bucket, 0..99: stableHash32(tenantId + '\u0000' + mailboxId) % 100. */
+/** The mailbox's rollout bucket, 0..99. */
 export function rolloutBucket(tenantId: string, mailboxId: string): number {
-  return stableHash32(tenantId + '\u0000' + mailboxId) % 100;
+  return rolloutHash(tenantId, mailboxId) % 100;
+}
+
+/** Why a flag record is refused, or undefined when it is well formed. */
+export function flagProblem(scope: string, flag: RolloutFlag): { code: string; message: string } | undefined {
+  if (!(ROLLOUT_MODES as readonly string[]).includes(flag.mode))
+    return { code: 'FLAG_MODE', message: `mode must be one of ${ROLLOUT_MODES.join(', ')}` };
+  if (!Number.isInteger(flag.livePercent) || flag.livePercent < 0 || flag.livePercent > 100)
+    return { code: 'FLAG_PERCENT', message: `livePercent must be an integer within 0..100, got ${flag.livePercent}` };
+  if (!scope || flag.scope !== scope)
+    return { code: 'FLAG_SCOPE', message: 'the record key must equal the flag scope' };
+  return undefined;
 }
 
 function percentOf(flag: RolloutFlag | undefined): number {

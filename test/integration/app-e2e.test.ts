@@ -39,6 +39,7 @@ function config(prefix: string, appId: string): AppConfig {
     UM_STATE_DIR: join(stateRoot, appId),
     UM_PARTITIONS: '3',
     UM_COMMIT_INTERVAL_MS: '200',
+    UM_DEFAULT_MODE: 'LIVE', // every tenant LIVE: decisions on mail-decisions
     UM_LOG_LEVEL: 'warn',
   });
 }

@@ -45,6 +45,7 @@ describe('schema evolution', () => {
       UM_STATE_DIR: stateRoot,
       UM_PARTITIONS: '2',
       UM_COMMIT_INTERVAL_MS: '200',
+      UM_DEFAULT_MODE: 'LIVE', // every tenant LIVE: decisions on mail-decisions
       UM_LOG_LEVEL: 'warn',
     });
     const topics = topicNames(prefix);

@@ -83,6 +83,7 @@ function config(
     UM_APP_ID: uniqueName('um-sec'),
     UM_STATE_DIR: stateRoot,
     UM_PARTITIONS: '1',
+    UM_DEFAULT_MODE: 'LIVE', // every tenant LIVE: decisions on mail-decisions
     UM_LOG_LEVEL: 'warn',
   });
 }

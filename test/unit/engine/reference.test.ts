@@ -4,6 +4,7 @@
  * the reference's order gives the same decisions and the same preference records. (If this fails,
  * the reference is wrong, not the engine.) JSON serdes stand in for Avro.
  */
+import { RolloutFlagBook } from '../../../processors/rollout-flags.js';
 import { describe, expect, it } from 'vitest';
 import type { TopicSerdes } from '../../../topology/serdes.js';
 import { topicNames } from '../../../topology/topics.js';
@@ -55,7 +56,10 @@ describe('engine-test reference', () => {
     expect(written).toBeGreaterThan(400);
     expect(new Set([...ref.decisions.values()].map((d) => d.reason)).size).toBeGreaterThanOrEqual(8);
 
-    const driver = await TopologyTestDriver.create(unwantedMailTopology({ topics, serdes }), { partitions: 6 });
+    const driver = await TopologyTestDriver.create(
+      unwantedMailTopology({ topics, serdes, flags: new RolloutFlagBook({ defaultMode: 'LIVE' }) }),
+      { partitions: 6 },
+    );
     try {
       for (const p of s.policies) await driver.pipeGlobal(TENANT_POLICIES_TABLE, p.tenantId, p);
       const mails = driver.createInputTopic<string, MailEvent>(topics.mailEvents);

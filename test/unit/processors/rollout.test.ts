@@ -3,8 +3,9 @@ import {
   capMode,
   effectiveMode,
   modeRank,
+  flagProblem,
   rolloutBucket,
-  stableHash32,
+  rolloutHash,
   type RolloutFlag,
   type RolloutMode,
 } from '../../../processors/logic/index.js';
@@ -18,18 +19,6 @@ const g = (mode: RolloutMode, p = 100): RolloutFlag => flag('*', mode, p);
 const t = (mode: RolloutMode, p = 100): RolloutFlag => flag('tenant-1', mode, p);
 
 const mailboxes = Array.from({ length: 5000 }, (_, i) => `mbx-${i}`);
-
-/** Reference: FNV-1a 32 over bytes + murmur3 fmix32. */
-function refHash(bytes: Uint8Array): number {
-  let h = 0x811c9dc5;
-  for (const b of bytes) h = Math.imul(h ^ b, 0x01000193);
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
-}
 
 describe('effectiveMode: caps and defaults (§6)', () => {
   const table: [string, RolloutFlag | undefined, RolloutFlag | undefined, RolloutMode | undefined, RolloutMode][] = [
@@ -136,7 +125,7 @@ describe('effectiveMode: livePercent (§6)', () => {
   });
 });
 
-describe('rolloutBucket / stableHash32', () => {
+describe('rolloutBucket', () => {
   it('is an integer in 0..99 and stable', () => {
     for (const m of mailboxes.slice(0, 1000)) {
       const b = rolloutBucket('tenant-1', m);
@@ -147,28 +136,13 @@ describe('rolloutBucket / stableHash32', () => {
     }
   });
 
-  it('is FNV-1a 32 over the UTF-8 bytes of tenantId NUL mailboxId, then fmix32 (pinned values)', () => {
-    const enc = new TextEncoder();
-    for (const s of [
-      '',
-      'a',
-      'tenant-1\u0000mbx-1',
-      'Ünïcödé',
-      '日本語',
-      'emoji 😀 x',
-      'lone \ud800 surrogate',
-      'x'.repeat(300),
-    ]) {
-      expect(stableHash32(s)).toBe(refHash(enc.encode(s)));
-    }
-    // pinned: changing the hash would reshuffle every rollout
-    expect(stableHash32('')).toBe(refHash(new Uint8Array()));
-    expect(rolloutBucket('tenant-1', 'mbx-1')).toBe(refHash(enc.encode('tenant-1\u0000mbx-1')) % 100);
-    expect([stableHash32(''), stableHash32('a'), stableHash32('tenant-1\u0000mbx-1')]).toEqual(PINNED);
-  });
-
-  it('the separator keeps (tenant, mailbox) pairs apart', () => {
-    expect(stableHash32('a\u0000bc')).not.toBe(stableHash32('ab\u0000c'));
+  it('is murmur3_x86_32(utf8(tenantId + ":" + mailboxId), seed 0) % 100 (the contract test vectors)', () => {
+    expect(rolloutHash('acme', 'mb-1')).toBe(514334219);
+    expect(rolloutBucket('acme', 'mb-1')).toBe(19);
+    expect(rolloutHash('tenant-7', 'alice@example.com')).toBe(405548882);
+    expect(rolloutBucket('tenant-7', 'alice@example.com')).toBe(82);
+    expect(rolloutHash('t', 'Zoë')).toBe(2778054340);
+    expect(rolloutBucket('t', 'Zoë')).toBe(40);
   });
 
   it('spreads sequential mailbox ids uniformly over the 100 buckets (chi-square)', () => {
@@ -184,5 +158,16 @@ describe('rolloutBucket / stableHash32', () => {
   });
 });
 
-// Values of stableHash32('', 'a', 'tenant-1\0mbx-1') as first released; they must never change.
-const PINNED = [2872998923, 444641715, 988365868];
+describe('flagProblem: malformed flags', () => {
+  it('accepts a well-formed flag', () => {
+    expect(flagProblem('tenant-1', t('LIVE', 0))).toBeUndefined();
+    expect(flagProblem('tenant-1', t('OFF', 100))).toBeUndefined();
+  });
+  it('refuses an unknown mode, a percent outside 0..100 or not an integer, and a key that is not the scope', () => {
+    expect(flagProblem('tenant-1', { ...t('LIVE'), mode: 'CANARY' as RolloutMode })?.code).toBe('FLAG_MODE');
+    expect(flagProblem('tenant-1', t('LIVE', 101))?.code).toBe('FLAG_PERCENT');
+    expect(flagProblem('tenant-1', t('LIVE', -1))?.code).toBe('FLAG_PERCENT');
+    expect(flagProblem('tenant-1', t('LIVE', 12.5))?.code).toBe('FLAG_PERCENT');
+    expect(flagProblem('tenant-2', t('LIVE', 10))?.code).toBe('FLAG_SCOPE');
+  });
+});

@@ -2,6 +2,7 @@
  * Tenant policies and rollout flags are validated before a decision relies on them: a bad policy
  * record is refused (SerdeError with the rule's code) and the tenant's last good policy stays.
  */
+import { RolloutFlagBook } from '../../../processors/rollout-flags.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { Decision, MailEvent, RolloutFlag, TenantPolicy } from '../../../processors/logic/model.js';
 import { validateRolloutFlag, validateTenantPolicy } from '../../../processors/validate.js';
@@ -102,10 +103,13 @@ describe('the topology keeps the last good policy', () => {
       rolloutFlags: jsonSerde(),
       tenantPolicies: jsonSerde<TenantPolicy>(),
     } as TopicSerdes;
-    driver = await TopologyTestDriver.create(unwantedMailTopology({ topics, serdes }), {
-      partitions: 1,
-      wallClockStart: T0,
-    });
+    driver = await TopologyTestDriver.create(
+      unwantedMailTopology({ topics, serdes, flags: new RolloutFlagBook({ defaultMode: 'LIVE' }) }),
+      {
+        partitions: 1,
+        wallClockStart: T0,
+      },
+    );
     await driver.pipeGlobal('tenant-policies', TENANT, policy({ spamThreshold: 0.5 }));
     await expect(driver.pipeGlobal('tenant-policies', TENANT, policy({ spamThreshold: -1 }))).rejects.toMatchObject({
       code: 'POLICY_SPAM_THRESHOLD',

@@ -7,6 +7,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { DEDUPE_STORE, DEDUPE_PURGE_INTERVAL_MS, dedupeKey } from '../../../processors/learn-processor.js';
 import { PREFERENCES_STORE } from '../../../processors/decide-processor.js';
+import { RolloutFlagBook } from '../../../processors/rollout-flags.js';
 import type {
   Decision,
   MailEvent,
@@ -79,7 +80,13 @@ afterEach(async () => {
 
 async function open(partitions = 1): Promise<TopologyTestDriver> {
   driver = await TopologyTestDriver.create(
-    unwantedMailTopology({ topics, serdes, decide: { now: () => T0 + 10 * DAY } }),
+    unwantedMailTopology({
+      topics,
+      serdes,
+      decide: { now: () => T0 + 10 * DAY },
+      // every mailbox LIVE: these tests are about deciding and learning (rollout: migration.test.ts)
+      flags: new RolloutFlagBook({ defaultMode: 'LIVE' }),
+    }),
     {
       partitions,
       wallClockStart: T0,
