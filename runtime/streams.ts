@@ -421,7 +421,7 @@ export class KafkaStreams {
         this.kafka,
         `${this.config.applicationId}-global-${this.config.instanceId}`,
         [spec.topic],
-        async (topic, _p, records) => {
+        async (topic, partition, records) => {
           await spec.value.prepare?.(records.map((r) => r.value));
           for (const r of records) {
             if (r.key === null) continue;
@@ -430,9 +430,25 @@ export class KafkaStreams {
               if (r.value === null) table.map.delete(key);
               else table.map.set(key, spec.value.deserialize(topic, r.value));
             } catch (e) {
-              this.metrics.deadLetters.inc({
-                topic,
-                code: e instanceof StreamsError ? e.code : 'DESERIALIZATION_FAILED',
+              const code = e instanceof StreamsError ? e.code : 'DESERIALIZATION_FAILED';
+              this.metrics.deadLetters.inc({ topic, code });
+              // the entry keeps its last good value; the refused record goes to the dead-letter
+              // topic (once per instance: every instance reads the whole global table)
+              this.collector?.send({
+                topic: this.config.dlqTopic,
+                key: r.key,
+                value: r.value,
+                timestamp: r.timestamp,
+                headers: {
+                  'dlq.source.topic': topic,
+                  'dlq.source.partition': String(partition),
+                  'dlq.source.offset': String(r.offset),
+                  'dlq.error.code': code,
+                  'dlq.error.message': (e instanceof Error ? e.message : String(e)).slice(0, 1000),
+                  'dlq.error.kind': 'global-table',
+                  'dlq.application.id': this.config.applicationId,
+                  'dlq.instance.id': this.config.instanceId,
+                },
               });
               this.logger.warn(
                 { topic, offset: r.offset, code: (e as StreamsError).code },
