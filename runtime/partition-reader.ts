@@ -84,6 +84,7 @@ export async function readRanges(
 ): Promise<void> {
   const pending = ranges.filter((r) => r.from < r.to);
   if (!pending.length) return;
+  opts.signal?.throwIfAborted();
   const want = new Map(pending.map((r) => [`${r.topic}:${r.partition}`, r]));
   const topics = [...new Set(pending.map((r) => r.topic))];
   const consumer: Consumer = kafka.consumer({

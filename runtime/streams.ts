@@ -753,6 +753,7 @@ export class KafkaStreams {
     task.transition('RESTORING');
     await this.positionTask(task, state, committed.offsets, h.partition);
     created(task);
+    if (h.closed) return undefined;
     const restored = await state.restore(
       this.restoreSource(taskId),
       (p) => {
@@ -782,6 +783,7 @@ export class KafkaStreams {
         task.resetPosition(topic, restoredTo);
       }
     }
+    if (h.closed) return undefined;
     if (committed.anyMissing || !committed.metadata) await this.commitTasks([h], 'first');
     if (h.closed) return undefined;
     await task.init();
@@ -818,7 +820,8 @@ export class KafkaStreams {
       await task.suspend().catch(() => undefined);
       await task.close().catch(() => undefined);
     }
-    await h.ready.catch(() => undefined);
+    // a task still opening stops at its next step (h.closed); never wait on it for long
+    await Promise.race([h.ready.catch(() => undefined), new Promise((r) => setTimeout(r, 10_000).unref())]);
     if (mode === 'dirty') {
       this.metrics.tasksClosedDirty.inc({ reason });
       h.state?.abort();
@@ -1114,6 +1117,11 @@ export class KafkaStreams {
     if (this.wallClockTimer) clearInterval(this.wallClockTimer);
     const handles = [...this.tasks.values()];
     this.tasks.clear();
+    // tasks still opening stop at their next step instead of committing or restoring further
+    for (const h of handles) {
+      h.closed = true;
+      h.abort.abort(new StreamsError('TASK_CLOSED', `task 0_${h.partition} closed (shutdown)`, { retriable: true }));
+    }
     await this.consumer?.disconnect().catch(() => undefined);
     for (const h of handles)
       await this.closeTask(h, h.task?.state === 'SUSPENDED' ? 'clean' : 'dirty', 'shutdown').catch(() => undefined);

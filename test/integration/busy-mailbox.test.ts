@@ -68,6 +68,8 @@ describe('a very busy mailbox', () => {
         UM_PARTITIONS: '3',
         UM_COMMIT_INTERVAL_MS: '500',
         UM_LOG_LEVEL: 'warn',
+        // the test reads mail-decisions
+        UM_DEFAULT_MODE: 'LIVE',
       });
       const topics = topicNames(prefix);
       await ensureTopics(kafkaFor(cfg, 'busy-test'), cfg);

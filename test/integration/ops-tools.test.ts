@@ -32,6 +32,8 @@ describe('um dlq and um tail', () => {
       UM_STATE_DIR: join(stateRoot, appId),
       UM_PARTITIONS: '2',
       UM_COMMIT_INTERVAL_MS: '200',
+      // the test reads mail-decisions
+      UM_DEFAULT_MODE: 'LIVE',
     });
     const topics = topicNames(prefix);
     const kafka = kafkaFor(cfg, 'tools-test');
