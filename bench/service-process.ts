@@ -4,6 +4,7 @@
  * - progress and service-side figures from its Prometheus endpoint (`/metrics`, `/readyz`);
  * - CPU time and memory from /proc/<pid>/stat and /proc/<pid>/status (Linux).
  */
+import { quantilesFromBuckets } from '../runtime/metrics.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -69,23 +70,7 @@ export function histogramQuantiles(
     const le = parseValue(x.labels.le);
     buckets.set(le, (buckets.get(le) ?? 0) + x.value);
   }
-  const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
-  const total = sorted.at(-1)?.[1] ?? 0;
-  return qs.map((q) => {
-    if (!total) return undefined;
-    const rank = q * total;
-    let prevLe = 0;
-    let prevCount = 0;
-    for (const [le, count] of sorted) {
-      if (count >= rank)
-        return le === Infinity
-          ? prevLe
-          : prevLe + ((le - prevLe) * (rank - prevCount)) / Math.max(1, count - prevCount);
-      prevLe = le;
-      prevCount = count;
-    }
-    return undefined;
-  });
+  return quantilesFromBuckets(buckets, qs);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -173,6 +173,17 @@ export async function histogramQuantiles(
     const le = v.labels.le === '+Inf' ? Infinity : Number(v.labels.le);
     buckets.set(le, (buckets.get(le) ?? 0) + v.value);
   }
+  return quantilesFromBuckets(buckets, qs);
+}
+
+/**
+ * Quantiles from cumulative histogram buckets (upper bound `le` -> count), interpolated within a
+ * bucket as Prometheus' histogram_quantile does; undefined when the histogram is empty.
+ */
+export function quantilesFromBuckets(
+  buckets: ReadonlyMap<number, number>,
+  qs: readonly number[],
+): (number | undefined)[] {
   const sorted = [...buckets].sort((a, b) => a[0] - b[0]);
   const total = sorted.at(-1)?.[1] ?? 0;
   return qs.map((q) => {
