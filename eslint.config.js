@@ -31,4 +31,21 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // layering: the CLI (the product) does not depend on the benchmarks; demo traffic is in demo/
+    files: ['cli/**/*.ts'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            {
+              group: ['**/bench/**', '**/test/**'],
+              message: 'cli/ imports no bench or test code (demo traffic: demo/)',
+            },
+          ],
+        },
+      ],
+    },
+  },
 );

@@ -25,7 +25,7 @@ import type { MailEvent } from '../processors/logic/model.js';
 import { mailSerdes } from '../topology/serdes.js';
 import { topicNames } from '../topology/topics.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
-import { Workload } from './generator.js';
+import { Workload } from '../demo/traffic.js';
 
 const { values } = parseArgs({
   options: {

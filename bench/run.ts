@@ -24,7 +24,7 @@ import { createRegistryClient } from '../runtime/serdes/registry.js';
 import { freePort, startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, type Topics } from '../topology/topics.js';
-import { producerSettings, TrafficProducer, Workload } from './generator.js';
+import { producerSettings, TrafficProducer, Workload } from '../demo/traffic.js';
 import { probeConsumerConfig, probeRunConfig } from './probe.js';
 import {
   histogramQuantiles as histogramQuantilesOf,

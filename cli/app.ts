@@ -22,7 +22,8 @@ import { topicNames, topicSpecs, type Topics } from '../topology/topics.js';
 import { unwantedMailTopology } from '../topology/unwanted-mail.js';
 import type { AppConfig } from './config.js';
 import { preflight } from './preflight.js';
-import { registerStatusPage } from './ui.js';
+import { registerStatusPage, type TenantStatus } from './ui.js';
+import { capMode } from '../processors/logic/rollout.js';
 import { applyOffsetResetForNewGroup } from './reset.js';
 import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 import { createIngest, IngestMetrics, Mirror, type Ingest } from './ingest.js';
@@ -220,7 +221,11 @@ async function startLocked(
       ...(cfg.http.authToken ? { authToken: cfg.http.authToken } : {}),
       peers: cfg.http.peers ?? [],
       routes: (app, { queryStore }) => {
-        registerStatusPage(app, { streams });
+        registerStatusPage(app, {
+          streams,
+          gate: { minRate: PROMOTION_GATE.minRate, minPairs: PROMOTION_GATE.minPairs },
+          tenants: () => tenantStatus(flags, metrics, cfg.defaultMode),
+        });
         ingestRoutes.register(app);
         app.get<{ Params: { mailboxId: string } }>('/v1/preferences/:mailboxId', async (req, reply) => {
           const r = await queryStore(streams, PREFERENCES_STORE, req.params.mailboxId, {
@@ -273,4 +278,45 @@ async function startLocked(
       }
     },
   };
+}
+
+/** The promotion gate the status page shows (the report's default: `um parity report --gate`). */
+const PROMOTION_GATE = { minRate: 0.995, minPairs: 10_000 };
+
+/**
+ * Per tenant, for the status page: the mode and live percentage in force on this instance, and
+ * this instance's parity figures (its share of the fleet's; `um parity report` has the whole).
+ */
+async function tenantStatus(
+  flags: RolloutFlagBook,
+  metrics: MailMetrics,
+  defaultMode: 'OFF' | 'SHADOW' | 'LIVE',
+): Promise<TenantStatus[]> {
+  const inForce = flags.flags();
+  const global = inForce.get('*');
+  const pairs = new Map<string, { match: number; all: number }>();
+  for (const v of (await metrics.parityResults.get()).values) {
+    const tenant = String(v.labels.tenant ?? '');
+    if (!tenant) continue;
+    const p = pairs.get(tenant) ?? { match: 0, all: 0 };
+    p.all += v.value;
+    if (v.labels.result === 'MATCH') p.match += v.value;
+    pairs.set(tenant, p);
+  }
+  const tenants = new Set([...inForce.keys()].filter((k) => k !== '*'));
+  for (const t of pairs.keys()) tenants.add(t);
+  return [...tenants].sort().map((tenant) => {
+    const flag = inForce.get(tenant);
+    const mode = capMode(flag?.mode ?? defaultMode, global?.mode);
+    const p = pairs.get(tenant);
+    const rate = p && p.all > 0 ? p.match / p.all : null;
+    return {
+      tenant,
+      mode,
+      livePercent: mode === 'LIVE' ? (flag?.livePercent ?? 100) : null,
+      parityRate: rate,
+      pairs: p ? p.all : null,
+      gateMet: rate === null ? null : rate >= PROMOTION_GATE.minRate && p!.all >= PROMOTION_GATE.minPairs,
+    };
+  });
 }

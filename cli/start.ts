@@ -7,7 +7,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Workload, TrafficProducer } from '../bench/generator.js';
+import { Workload, TrafficProducer } from '../demo/traffic.js';
 import { startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
 import { kafkaFor, startApp, type App } from './app.js';
 import { LegacySimulator } from './legacy-sim.js';

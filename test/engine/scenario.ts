@@ -11,7 +11,7 @@
  * `updatedAt`). Mail and interaction times are whole seconds; seeded records sit on an odd
  * millisecond, so they never tie with anything.
  */
-import { prng } from '../../bench/generator.js';
+import { prng } from '../../demo/traffic.js';
 import {
   MS_PER_DAY,
   type AuthResult,

@@ -1,7 +1,7 @@
 import avro from 'avsc';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { Workload } from '../../../bench/generator.js';
+import { Workload } from '../../../demo/traffic.js';
 import {
   INFERRED_EXPIRY_MS,
   MAX_ADDRESS_ENTRIES,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { PROBE_MAX_WAIT_MS, probeConsumerConfig, probeRunConfig } from '../../../bench/probe.js';
-import { pacing, producerSettings } from '../../../bench/generator.js';
+import { pacing, producerSettings } from '../../../demo/traffic.js';
 
 describe('the latency probe consumer', () => {
   it('never commits: autoCommit off, so no batch waits for a commit', () => {
