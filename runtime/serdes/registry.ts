@@ -143,7 +143,24 @@ export class ConfluentRegistryClient implements RegistryClient {
     private readonly compatibility: COMPATIBILITY = COMPATIBILITY.BACKWARD,
   ) {}
 
+  /**
+   * Registers (or finds) the schema. Several instances starting together may create a new subject
+   * at the same moment; the registry then refuses all but one (Apicurio: "A rule named
+   * 'COMPATIBILITY' already exists"): such a refusal is tried again, and finds the schema.
+   */
   async register(subject: string, schema: object | string): Promise<number> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.registerOnce(subject, schema);
+      } catch (e) {
+        const race = e instanceof SerdeError && e.code === 'SCHEMA_INCOMPATIBLE' && /already exists/i.test(e.message);
+        if (!race || attempt >= 5) throw e;
+        await new Promise((r) => setTimeout(r, 100 * attempt));
+      }
+    }
+  }
+
+  private async registerOnce(subject: string, schema: object | string): Promise<number> {
     const text = schemaText(schema);
     try {
       return await this.lookup(subject, text);
