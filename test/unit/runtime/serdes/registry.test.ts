@@ -142,6 +142,27 @@ describe('RegistryClient.register', () => {
     expect((err as Error).message).not.toContain('Confluent_Schema_Registry -');
   });
 
+  it('two instances creating the same new subject at once: the refused one tries again and finds the schema', async () => {
+    // another instance creates the subject while this one registers: Apicurio refuses the second
+    // creation with 409 "rule already exists"; a moment later the lookup finds the schema
+    let createdByOther = false;
+    const reg = await fakeRegistry(
+      on('GET', '/config/s-value', { status: 200, body: { compatibilityLevel: 'BACKWARD' } }),
+      (req) => {
+        const url = req.url.replace('/apis/ccompat/v7', '');
+        if (req.method === 'POST' && url === '/subjects/s-value/versions') {
+          createdByOther = true;
+          return { status: 409, body: { error_code: 409, message: "A rule named 'COMPATIBILITY' already exists." } };
+        }
+        if (req.method === 'POST' && url === '/subjects/s-value' && createdByOther)
+          return { status: 200, body: { subject: 's-value', version: 1, id: 21 } };
+        return undefined;
+      },
+    );
+    expect(await createRegistryClient({ url: reg.url }).register('s-value', schema)).toBe(21);
+    expect(reg.seen.filter((x) => x.method === 'POST' && x.url.endsWith('/subjects/s-value/versions'))).toHaveLength(1);
+  });
+
   it('a subject whose compatibility is not BACKWARD is refused before registering', async () => {
     const reg = await fakeRegistry(on('GET', '/config/s-value', { status: 200, body: { compatibilityLevel: 'NONE' } }));
     const err = await createRegistryClient({ url: reg.url })
