@@ -286,7 +286,8 @@ export class KafkaStreams {
           // collector re-sends the whole request instead (at-least-once: a repeat, never a loss)
           retry: { retries: 0 },
         });
-        await p.connect();
+        // (connecting also asks for a producer id: retried here, as kafkajs no longer does)
+        await withRetries('connecting the producer', () => p.connect(), { attempts: 30, maxDelayMs: 1000 });
         return p;
       };
       this.producer = await newProducer();
