@@ -146,14 +146,20 @@ export class ConfluentRegistryClient implements RegistryClient {
   /**
    * Registers (or finds) the schema. Several instances starting together may create a new subject
    * at the same moment; the registry then refuses all but one (Apicurio: "A rule named
-   * 'COMPATIBILITY' already exists"): such a refusal is tried again, and finds the schema.
+   * 'COMPATIBILITY' already exists"), or one sees the subject before its compatibility level is
+   * set: such a refusal is tried again (5 times within 1.5 s), and finds the schema.
    */
   async register(subject: string, schema: object | string): Promise<number> {
     for (let attempt = 1; ; attempt++) {
       try {
         return await this.registerOnce(subject, schema);
       } catch (e) {
-        const race = e instanceof SerdeError && e.code === 'SCHEMA_INCOMPATIBLE' && /already exists/i.test(e.message);
+        // or sees the subject another instance has just created before that one set its
+        // compatibility level: both settle within moments
+        const race =
+          e instanceof SerdeError &&
+          ((e.code === 'SCHEMA_INCOMPATIBLE' && /already exists/i.test(e.message)) ||
+            e.code === 'SCHEMA_COMPATIBILITY_MISMATCH');
         if (!race || attempt >= 5) throw e;
         await new Promise((r) => setTimeout(r, 100 * attempt));
       }
