@@ -273,12 +273,13 @@ export class KafkaStreams {
         onRetry: (e) => this.logger.debug({ err: (e as Error).message }, 'topic check failed, retrying'),
       });
       await this.initSerdes();
-      // producing (issue 7): idempotent, one request in flight, requests capped by the topics'
+      // producing (issue 7): one request in flight, requests capped by the topics'
       // max.message.bytes; records the broker cannot take go to the dead-letter topic
       const newProducer = async (): Promise<Producer> => {
         const p = this.kafka.producer({
           allowAutoTopicCreation: false,
-          idempotent: true,
+          // kafkajs' idempotent producer requires its own retries (refused with retries 0)
+          idempotent: false,
           maxInFlightRequests: 1,
           // no retries inside kafkajs: when a request to several brokers half fails and a partition
           // moves to a broker that already answered, kafkajs' retry skips that broker and reports
