@@ -43,6 +43,8 @@ const ROUTINE: readonly RegExp[] = [
   /COORDINATOR_LOAD_IN_PROGRESS/,
   /COORDINATOR_NOT_AVAILABLE/,
   /switched default partitioner/i,
+  // the engine bounds kafkajs' retries on purpose and retries whole requests itself (same sequence numbers)
+  /Limiting retries for the idempotent producer/,
 ];
 
 /** Recoveries: worth a line at info, nothing to act on (the cause, if it matters, is logged apart). */

@@ -32,6 +32,7 @@ import type {
 } from 'kafkajs';
 import { StreamsError } from './errors.js';
 import { tpKey } from './state/checkpoint.js';
+import { partitionForKey } from './partitioner.js';
 
 export interface OutgoingRecord {
   topic: string;
@@ -117,6 +118,8 @@ export interface TopicLimit {
    */
   timestampAfterMaxMs?: number;
   timestampBeforeMaxMs?: number;
+  /** the topic's partition count, so the collector can pick every record's partition itself */
+  partitions?: number;
 }
 
 const LIMIT_CONFIGS = [
@@ -146,6 +149,11 @@ export class TopicLimits {
   /** `max.message.bytes` of the topic */
   get(topic: string): number {
     return this.byTopic.get(topic)?.maxMessageBytes ?? this.defaultBytes;
+  }
+
+  /** The topic's partition count, when known. */
+  partitions(topic: string): number | undefined {
+    return this.byTopic.get(topic)?.partitions;
   }
 
   /** Whether the broker would refuse this timestamp (INVALID_TIMESTAMP), by our clock. */
@@ -209,6 +217,17 @@ async function describeLimits(admin: Admin, topics: string[]): Promise<Map<strin
       if (Number.isFinite(before) && before < Number.MAX_SAFE_INTEGER) l.timestampBeforeMaxMs = before;
     }
     out.set(res.resourceName, l);
+  }
+  // partition counts: the collector picks each record's partition (murmur2 of the key, as the
+  // producer would), so it can check that an answer covers every partition it sent to
+  try {
+    const md = await admin.fetchTopicMetadata({ topics: [...out.keys()] });
+    for (const t of md.topics) {
+      const l = out.get(t.name);
+      if (l && t.partitions.length > 0) l.partitions = t.partitions.length;
+    }
+  } catch {
+    // unknown partition counts: the producer's partitioner picks, unchecked
   }
   return out;
 }
@@ -358,7 +377,7 @@ export class KafkaRecordCollector implements RecordCollector {
   private acked = 0;
   private unackedBytes = 0;
   /** requests refused and split, producer resets, retries: for tests and logs */
-  readonly stats = { requests: 0, splits: 0, resets: 0, retries: 0, deadLetters: 0, dropped: 0 };
+  readonly stats = { requests: 0, splits: 0, resets: 0, retries: 0, deadLetters: 0, dropped: 0, partial: 0 };
 
   constructor(private readonly opts: KafkaRecordCollectorOptions) {
     this.producer = opts.producer;
@@ -382,6 +401,13 @@ export class KafkaRecordCollector implements RecordCollector {
 
   send(record: OutgoingRecord): void {
     if (this.failure) throw this.failure;
+    if (record.partition === undefined) {
+      // the partition the producer's default partitioner would pick, chosen here so that every
+      // answer can be checked against the partitions it had to cover
+      const n = this.limits.partitions(record.topic);
+      if (n !== undefined)
+        record.partition = record.key ? partitionForKey(record.key, n) : this.nextUnkeyed(record.topic, n);
+    }
     const bytes = recordSizeUpperBound(record);
     let entry: Entry = { record, bytes, accounted: bytes };
     const limit = this.limits.get(record.topic);
@@ -526,6 +552,13 @@ export class KafkaRecordCollector implements RecordCollector {
     return Math.max(1, n);
   }
 
+  private readonly unkeyed = new Map<string, number>();
+  private nextUnkeyed(topic: string, partitions: number): number {
+    const i = (this.unkeyed.get(topic) ?? -1) + 1;
+    this.unkeyed.set(topic, i);
+    return i % partitions;
+  }
+
   /** Gets a batch written: retries, splits refused requests, dead-letters refused records. */
   private async deliver(batch: Entry[]): Promise<void> {
     const started = Date.now();
@@ -535,8 +568,16 @@ export class KafkaRecordCollector implements RecordCollector {
     for (;;) {
       if (this.closed) throw new StreamsError('PRODUCER_CLOSED', 'the record collector is closed');
       try {
-        await this.produce(batch);
-        return;
+        const missing = await this.produce(batch);
+        if (!missing.length) return;
+        // an answer without some partitions it had to cover (kafkajs, after a leader moved to a
+        // broker that had already answered, reports success for partitions it never re-sent):
+        // those partitions' records again, alone; kafkajs rolled their sequence numbers back, so
+        // the broker recognises them if they were written after all
+        this.stats.partial++;
+        this.opts.onRetry?.(new Error(`answer without ${missing.length} of ${batch.length} records`), ++attempt, delay);
+        batch = missing;
+        continue;
       } catch (e) {
         const f = classifyProduceError(e);
         if (f.kind === 'record') {
@@ -613,7 +654,8 @@ export class KafkaRecordCollector implements RecordCollector {
     if (p) this.producer = p;
   }
 
-  private async produce(batch: Entry[]): Promise<void> {
+  /** Sends a batch; answers the entries whose partitions the answer does not cover (normally none). */
+  private async produce(batch: Entry[]): Promise<Entry[]> {
     const byTopic = new Map<string, Message[]>();
     for (const { record: r } of batch) {
       let list = byTopic.get(r.topic);
@@ -631,11 +673,12 @@ export class KafkaRecordCollector implements RecordCollector {
       acks: -1,
       ...(this.opts.compression !== undefined ? { compression: this.opts.compression } : {}),
     });
-    this.ack(batch, result);
-    this.opts.onSent?.(batch.length, performance.now() - t0);
+    const missing = this.ack(batch, result);
+    this.opts.onSent?.(batch.length - missing.length, performance.now() - t0);
+    return missing;
   }
 
-  private ack(batch: Entry[], result: KafkaRecordMetadata[]): void {
+  private ack(batch: Entry[], result: KafkaRecordMetadata[]): Entry[] {
     // sendBatch answers one entry per (topic, partition) with the base offset of what it wrote
     const counts = new Map<string, number>();
     for (const { record: r } of batch) {
@@ -646,10 +689,14 @@ export class KafkaRecordCollector implements RecordCollector {
     for (const md of result) {
       const k = tpKey(md.topicName, md.partition);
       const n = counts.get(k);
-      if (n === undefined || md.baseOffset === undefined) continue;
+      if (n === undefined) continue;
+      counts.delete(k);
+      if (md.baseOffset === undefined) continue;
       const last = Number(md.baseOffset) + n - 1;
       if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
     }
+    if (!counts.size) return [];
+    return batch.filter(({ record: r }) => r.partition !== undefined && counts.has(tpKey(r.topic, r.partition)));
   }
 
   async flush(): Promise<void> {

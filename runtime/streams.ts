@@ -278,14 +278,16 @@ export class KafkaStreams {
       const newProducer = async (): Promise<Producer> => {
         const p = this.kafka.producer({
           allowAutoTopicCreation: false,
-          // kafkajs' idempotent producer requires its own retries (refused with retries 0)
-          idempotent: false,
+          // idempotent: a request re-sent after a timeout or a lost connection carries the same
+          // sequence numbers and the broker writes it once. kafkajs retries a few times; after that
+          // the collector re-sends the request (kafkajs has rolled its sequence numbers back).
+          // kafkajs' own retry has a flaw: when a request to several brokers half fails and a
+          // partition moves to a broker that already answered, it reports success for records it
+          // never re-sent; the collector picks every record's partition and re-sends those
+          // missing from the answer (seen as lost decisions in the fault suite before)
+          idempotent: true,
           maxInFlightRequests: 1,
-          // no retries inside kafkajs: when a request to several brokers half fails and a partition
-          // moves to a broker that already answered, kafkajs' retry skips that broker and reports
-          // success for records it never sent (seen as lost decisions in the fault suite); the
-          // collector re-sends the whole request instead (at-least-once: a repeat, never a loss)
-          retry: { retries: 0 },
+          retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
         });
         // (connecting also asks for a producer id: retried here, as kafkajs no longer does)
         await withRetries('connecting the producer', () => p.connect(), { attempts: 30, maxDelayMs: 1000 });
