@@ -178,6 +178,7 @@ async function startLocked(
       instanceId: cfg.instanceId,
       stateDir: join(cfg.stateDir),
       commitIntervalMs: cfg.commitIntervalMs,
+      transactionTimeoutMs: cfg.transactionTimeoutMs,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
       sessionTimeoutMs: cfg.sessionTimeoutMs,
       heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3))),

@@ -42,12 +42,16 @@ export const SETTINGS = {
   UM_PARTITIONS:
     'Partitions of the co-partitioned topics when `um topics create` or `um start` creates them (default 6).',
   UM_REPLICATION_FACTOR: 'Replication factor of topics the service creates (default 1).',
-  UM_COMMIT_INTERVAL_MS: 'How often processed offsets are committed (default 1000).',
+  UM_COMMIT_INTERVAL_MS:
+    'How often processed offsets are committed (default 1000; 100 with UM_PROCESSING_GUARANTEE=exactly_once).',
+  UM_TRANSACTION_TIMEOUT_MS:
+    'exactly_once: the broker aborts a task transaction open longer than this (default 10000; above the commit interval).',
   UM_SESSION_TIMEOUT_MS:
     "Group session timeout: how soon the group gives a dead instance's tasks to others (default 30000).",
   UM_MAX_TASK_IDLE_MS:
     'How long a task waits for an empty, caught-up partition before going on without it (default 0).',
-  UM_PROCESSING_GUARANTEE: 'at_least_once (the only one implemented so far; exactly_once is refused at start).',
+  UM_PROCESSING_GUARANTEE:
+    'at_least_once (default) or exactly_once (one Kafka transaction per task and commit: outputs, changelogs and input offsets).',
   UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
   UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
   UM_PARITY: 'true (default) to pair new decisions with legacy-decisions; false leaves legacy-decisions unread.',
@@ -123,7 +127,8 @@ const schema = z.object({
   UM_ADVERTISED_URL: z.string().url().optional(),
   UM_PARTITIONS: int(1, 10_000).default('6'),
   UM_REPLICATION_FACTOR: int(1, 100).default('1'),
-  UM_COMMIT_INTERVAL_MS: int(10, 600_000).default('1000'),
+  UM_COMMIT_INTERVAL_MS: int(10, 600_000).optional(),
+  UM_TRANSACTION_TIMEOUT_MS: int(1000, 900_000).default('10000'),
   UM_MAX_TASK_IDLE_MS: int(0, 60_000).default('0'),
   UM_SESSION_TIMEOUT_MS: int(1000, 600_000).default('30000'),
   UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
@@ -169,6 +174,7 @@ export interface AppConfig {
   readonly partitions: number;
   readonly replicationFactor: number;
   readonly commitIntervalMs: number;
+  readonly transactionTimeoutMs: number;
   readonly maxTaskIdleMs: number;
   readonly sessionTimeoutMs: number;
   readonly processingGuarantee: 'at_least_once' | 'exactly_once';
@@ -234,10 +240,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       c.SCHEMA_REGISTRY_USERNAME ? 'SCHEMA_REGISTRY_PASSWORD' : 'SCHEMA_REGISTRY_USERNAME',
       'registry auth needs both SCHEMA_REGISTRY_USERNAME and SCHEMA_REGISTRY_PASSWORD',
     );
-  if (c.UM_PROCESSING_GUARANTEE === 'exactly_once')
+  const commitIntervalMs = c.UM_COMMIT_INTERVAL_MS ?? (c.UM_PROCESSING_GUARANTEE === 'exactly_once' ? 100 : 1000);
+  if (c.UM_PROCESSING_GUARANTEE === 'exactly_once' && c.UM_TRANSACTION_TIMEOUT_MS <= commitIntervalMs)
     throw new ConfigError(
-      'UM_PROCESSING_GUARANTEE',
-      'exactly_once (Kafka transactions) is not implemented yet; use at_least_once',
+      'UM_TRANSACTION_TIMEOUT_MS',
+      `must be longer than UM_COMMIT_INTERVAL_MS (${commitIntervalMs}): a transaction stays open between commits`,
     );
   if (c.KAFKA_BROKERS && !c.SCHEMA_REGISTRY_URL)
     throw new ConfigError('SCHEMA_REGISTRY_URL', 'is required when KAFKA_BROKERS is set');
@@ -291,7 +298,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     advertisedUrl: c.UM_ADVERTISED_URL,
     partitions: c.UM_PARTITIONS,
     replicationFactor: c.UM_REPLICATION_FACTOR,
-    commitIntervalMs: c.UM_COMMIT_INTERVAL_MS,
+    commitIntervalMs,
+    transactionTimeoutMs: c.UM_TRANSACTION_TIMEOUT_MS,
     maxTaskIdleMs: c.UM_MAX_TASK_IDLE_MS,
     sessionTimeoutMs: c.UM_SESSION_TIMEOUT_MS,
     processingGuarantee: c.UM_PROCESSING_GUARANTEE,

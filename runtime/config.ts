@@ -36,7 +36,8 @@ export const streamsConfigSchema = z
     /** identifies this instance in logs, metrics and the group */
     instanceId: z.string().min(1).default(`instance-${process.pid}`),
     stateDir: z.string().min(1),
-    commitIntervalMs: z.number().int().min(10).max(600_000).default(5000),
+    /** how often tasks commit; default 5000 (at-least-once) or 100 (exactly-once, as Kafka Streams) */
+    commitIntervalMs: z.number().int().min(10).max(600_000).optional(),
     /**
      * how long a task waits for a partition that is empty AND caught up before going on without
      * it (a partition the broker holds more of is always waited for); 0 = go on at once
@@ -58,6 +59,8 @@ export const streamsConfigSchema = z
     rebalanceTimeoutMs: z.number().int().min(1000).default(60_000),
     heartbeatIntervalMs: z.number().int().min(100).default(3000),
     processingGuarantee: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+    /** exactly-once: the broker aborts a task's transaction open longer than this */
+    transactionTimeoutMs: z.number().int().min(1000).max(900_000).default(10_000),
     deserializationErrorPolicy: z.enum(['dlq', 'fail']).default('dlq'),
     processingErrorPolicy: z.enum(['dlq', 'fail']).default('dlq'),
     /** dead-letter topic; default `<applicationId>-dlq` */
@@ -73,7 +76,9 @@ export const streamsConfigSchema = z
   .strict();
 
 export type StreamsConfigInput = z.input<typeof streamsConfigSchema>;
-export type StreamsConfig = Readonly<z.output<typeof streamsConfigSchema> & { clientId: string; dlqTopic: string }>;
+export type StreamsConfig = Readonly<
+  z.output<typeof streamsConfigSchema> & { clientId: string; dlqTopic: string; commitIntervalMs: number }
+>;
 
 /** Validates and freezes. Throws ConfigError naming the first bad setting. */
 export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
@@ -84,13 +89,16 @@ export function streamsConfig(input: StreamsConfigInput): StreamsConfig {
       issue.code === 'unrecognized_keys' ? [...issue.path, issue.keys[0]].join('.') : issue.path.join('.') || '(root)';
     throw new ConfigError(setting, issue.message);
   }
-  if (r.data.processingGuarantee === 'exactly_once')
+  const eos = r.data.processingGuarantee === 'exactly_once';
+  const commitIntervalMs = r.data.commitIntervalMs ?? (eos ? 100 : 5000);
+  if (eos && r.data.transactionTimeoutMs <= commitIntervalMs)
     throw new ConfigError(
-      'processingGuarantee',
-      'exactly_once (Kafka transactions) is not implemented yet; use at_least_once',
+      'transactionTimeoutMs',
+      `must be longer than the commit interval (${commitIntervalMs} ms): a transaction stays open between commits`,
     );
   const cfg = {
     ...r.data,
+    commitIntervalMs,
     clientId: r.data.clientId ?? r.data.applicationId,
     dlqTopic: r.data.dlqTopic ?? `${r.data.applicationId}-dlq`,
   };

@@ -18,6 +18,13 @@
  *    up to the consumer's retry budget with stale metadata, and answers a partition leader's move
  *    by re-joining the group (a rebalance of every member for a leader change); here both only
  *    refresh metadata, wait a moment and fetch again (the new leader is found once elected).
+ * 5. Read-committed ends. A read_committed fetch can read only up to the last stable offset
+ *    (records of open transactions lie beyond it), but kafkajs reports the high watermark, and
+ *    its offset look-ups ask with read_uncommitted unless told. A task waiting for records the
+ *    broker holds would wait on records it cannot see until some transaction ends. Here a
+ *    read_committed fetch reports the last stable offset as the partition's end, and offset
+ *    look-ups default to read_committed: every end the engine sees is one its readers can reach
+ *    (the same as the high watermark when no transaction is open).
  */
 import { createRequire } from 'node:module';
 
@@ -143,6 +150,16 @@ const LEADER_ERRORS = new Set([
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+const READ_COMMITTED = 1;
+
+interface FetchResponse {
+  responses?: { partitions?: { highWatermark: string; lastStableOffset?: string }[] }[];
+}
+interface BrokerProto {
+  fetch(this: unknown, req: { isolationLevel?: number }): Promise<FetchResponse>;
+  listOffsets(this: unknown, req: { isolationLevel?: number }): Promise<unknown>;
+}
+
 /** Installs the hooks into kafkajs (once per process). */
 export function installKafkaJsHooks(): void {
   const require = createRequire(import.meta.url);
@@ -150,6 +167,24 @@ export function installKafkaJsHooks(): void {
   const proto = ConsumerGroup.prototype;
   if (proto[PATCHED]) return;
   proto[PATCHED] = true;
+
+  const Broker = require('kafkajs/src/broker/index.js') as { prototype: BrokerProto };
+  const bproto = Broker.prototype;
+  const fetch = bproto.fetch;
+  bproto.fetch = async function (this: unknown, req: { isolationLevel?: number }) {
+    const res = await fetch.call(this, req);
+    if (req.isolationLevel === READ_COMMITTED)
+      for (const t of res.responses ?? [])
+        for (const p of t.partitions ?? []) {
+          const lso = Number(p.lastStableOffset);
+          if (Number.isFinite(lso) && lso >= 0 && lso < Number(p.highWatermark)) p.highWatermark = String(lso);
+        }
+    return res;
+  };
+  const listOffsets = bproto.listOffsets;
+  bproto.listOffsets = function (this: unknown, req: { isolationLevel?: number }) {
+    return listOffsets.call(this, { ...req, isolationLevel: req.isolationLevel ?? READ_COMMITTED });
+  };
 
   const joinAndSync = proto.joinAndSync;
   proto.joinAndSync = async function (this: GroupInternal) {

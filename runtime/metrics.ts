@@ -13,6 +13,7 @@ export class RuntimeMetrics {
   readonly produceLatency: Histogram<never>;
   readonly commitLatency: Histogram<never>;
   readonly commits: Counter<'result'>;
+  readonly transactions: Counter<'result'>;
   readonly restoreRecords: Counter<'store'>;
   readonly restoreRemaining: Gauge<'store' | 'task'>;
   readonly storeEntries: Gauge<'store' | 'task'>;
@@ -71,6 +72,12 @@ export class RuntimeMetrics {
     this.commits = new Counter({
       name: `${prefix}commits_total`,
       help: 'Commits, by result',
+      labelNames: ['result'],
+      registers: r,
+    });
+    this.transactions = new Counter({
+      name: `${prefix}transactions_total`,
+      help: 'Exactly-once: task transactions, by result (committed, aborted, lost)',
       labelNames: ['result'],
       registers: r,
     });

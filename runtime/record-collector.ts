@@ -33,6 +33,7 @@ import type {
 import { StreamsError } from './errors.js';
 import { tpKey } from './state/checkpoint.js';
 import { partitionForKey } from './partitioner.js';
+import { isTransactionLost, transactionLostError } from './eos.js';
 
 export interface OutgoingRecord {
   topic: string;
@@ -298,7 +299,13 @@ function describe(e: unknown): string {
 // the Kafka collector
 
 export interface KafkaRecordCollectorOptions {
-  producer: Producer;
+  /** the producer (or, under exactly-once, the task's transaction: anything with `sendBatch`) */
+  producer: Pick<Producer, 'sendBatch'>;
+  /**
+   * Exactly-once: the producer sends inside a transaction. A fenced producer or a transaction the
+   * broker ended fails the collector at once (TASK_FENCED / TRANSACTION_LOST), never a reset.
+   */
+  transactional?: { taskId: string };
   /** most records in one produce request */
   maxBatchRecords?: number;
   /** most bytes (upper bound, uncompressed) in one produce request; a record alone may exceed it */
@@ -361,7 +368,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class KafkaRecordCollector implements RecordCollector {
   private buffer: Entry[] = [];
-  private producer: Producer;
+  private producer: Pick<Producer, 'sendBatch'>;
   private sending: Promise<void> | undefined;
   private failure: StreamsError | undefined;
   private closed = false;
@@ -579,6 +586,8 @@ export class KafkaRecordCollector implements RecordCollector {
         batch = missing;
         continue;
       } catch (e) {
+        if (this.opts.transactional && isTransactionLost(e))
+          throw transactionLostError(this.opts.transactional.taskId, e);
         const f = classifyProduceError(e);
         if (f.kind === 'record') {
           if (batch.length > 1) {

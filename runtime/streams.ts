@@ -48,7 +48,8 @@ import { partitionForKey } from './partitioner.js';
 import { withRetries } from './retry.js';
 import { kafkaClientLogLevel, kafkaLogCreator } from './kafka-log.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
-import { KafkaRecordCollector, TopicLimits } from './record-collector.js';
+import { KafkaRecordCollector, TopicLimits, type KafkaRecordCollectorOptions } from './record-collector.js';
+import { TaskProducer, isTransactionLost } from './eos.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
 import { tpKey } from './state/checkpoint.js';
 import type { KeyValueStore } from './state/store.js';
@@ -82,6 +83,9 @@ interface TaskHandle {
   closed: boolean;
   /** cancels the restore */
   abort: AbortController;
+  /** exactly-once: the task's transactional producer and its own record collector */
+  producer?: TaskProducer;
+  collector?: KafkaRecordCollector;
 }
 
 /** What a commit's offset metadata carries for the task (see `commit`). */
@@ -165,6 +169,13 @@ export class KafkaStreams {
   private sessionSuspect = false;
   private lastLagRefresh = 0;
   private revoking: Promise<void> | undefined;
+  private limits: TopicLimits | undefined;
+  /** options every record collector shares (the process-wide one, and each task's under exactly-once) */
+  private collectorOptions: Omit<KafkaRecordCollectorOptions, 'producer'> | undefined;
+  /** the assignment of the last join, and since when tasks wait to be opened again (exactly-once) */
+  private lastAssignment: Record<string, number[]> | undefined;
+  private reopenAfter: number | undefined;
+  private recovering: Promise<void> | undefined;
 
   constructor(
     readonly topology: Topology,
@@ -301,9 +312,9 @@ export class KafkaStreams {
           .flatMap((s) => (s.changelogTopic && !s.sourceChangelog ? [s.changelogTopic] : [])),
         this.config.dlqTopic,
       ];
-      this.collector = new KafkaRecordCollector({
-        producer: this.producer,
-        limits: await TopicLimits.fromAdmin(this.admin, producedTopics),
+      this.limits = await TopicLimits.fromAdmin(this.admin, producedTopics);
+      this.collectorOptions = {
+        limits: this.limits,
         dlqTopic: this.config.dlqTopic,
         applicationId: this.config.applicationId,
         onSent: (n, ms) => {
@@ -314,12 +325,6 @@ export class KafkaStreams {
           this.metrics.deadLetters.inc({ topic, code });
           this.logger.warn({ topic, code }, 'record sent to the dead-letter topic instead');
         },
-        resetProducer: async () => {
-          const old = this.producer;
-          this.producer = await newProducer();
-          await old?.disconnect().catch(() => undefined);
-          return this.producer;
-        },
         onDropped: (topic, code) => this.logger.error({ topic, code }, 'dead letter refused by the broker: dropped'),
         onRetry: (e, attempt) =>
           (attempt >= 5 ? this.logger.warn : this.logger.debug).call(
@@ -327,6 +332,16 @@ export class KafkaStreams {
             { err: (e as Error).message, attempt },
             'produce request failed, retrying',
           ),
+      };
+      this.collector = new KafkaRecordCollector({
+        ...this.collectorOptions,
+        producer: this.producer,
+        resetProducer: async () => {
+          const old = this.producer;
+          this.producer = await newProducer();
+          await old?.disconnect().catch(() => undefined);
+          return this.producer;
+        },
       });
       await this.startGlobalTables();
       await this.startConsumer();
@@ -528,6 +543,15 @@ export class KafkaStreams {
     });
     consumer.on(consumer.events.HEARTBEAT, () => {
       this.lastHeartbeatOk = Date.now();
+      // exactly-once: tasks closed after a lost transaction are opened again once a heartbeat
+      // proves the generation still holds (a member that lost it re-joins instead)
+      if (this.reopenAfter !== undefined && this.lastHeartbeatOk > this.reopenAfter && !this.recovering) {
+        this.reopenAfter = undefined;
+        if (this.lastAssignment) {
+          this.logger.info('generation still valid: opening the tasks again');
+          this.onAssignment(this.lastAssignment);
+        }
+      }
       if (this.sessionSuspect) {
         this.sessionSuspect = false;
         this.logger.info('group heartbeat healthy again: processing goes on');
@@ -538,6 +562,8 @@ export class KafkaStreams {
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
       this.lastHeartbeatOk = Date.now();
       this.sessionSuspect = false;
+      this.reopenAfter = undefined;
+      this.lastAssignment = e.payload.memberAssignment;
       this.onAssignment(e.payload.memberAssignment);
     });
     // batches that carried no records (control records, aborted transactions) still move the position
@@ -694,6 +720,25 @@ export class KafkaStreams {
    */
   private async openTask(h: TaskHandle, created: (t: StreamTask | undefined) => void): Promise<StreamTask | undefined> {
     const taskId = `0_${h.partition}`;
+    let collector = this.collector!;
+    if (this.config.processingGuarantee === 'exactly_once') {
+      // the transactional id first: it fences the previous owner and ends its open transaction,
+      // so the offsets read next are the last committed ones for good
+      const producer = new TaskProducer({
+        kafka: this.kafka,
+        applicationId: this.config.applicationId,
+        taskId,
+        transactionTimeoutMs: this.config.transactionTimeoutMs,
+      });
+      h.producer = producer;
+      await producer.init();
+      if (h.closed) return undefined;
+      collector = h.collector = new KafkaRecordCollector({
+        ...this.collectorOptions!,
+        producer,
+        transactional: { taskId },
+      });
+    }
     const committed = await this.committedFor(h.partition);
     const targets = committed.metadata ? new Map(Object.entries(committed.metadata.cl)) : undefined;
     const stores = this.topology.resolvedStores(this.config.applicationId);
@@ -712,7 +757,7 @@ export class KafkaStreams {
       partition: h.partition,
       taskDir: join(this.config.stateDir, this.config.applicationId, taskId),
       stores,
-      collector: this.collector!,
+      collector,
       cacheMaxEntries: this.config.cacheMaxEntries,
       metrics: { opLatency: this.metrics.storeOpLatency },
       logger: this.logger,
@@ -726,7 +771,7 @@ export class KafkaStreams {
       topology: this.topology,
       stores: state.storeMap(),
       globalTables: this.globals,
-      collector: this.collector!,
+      collector,
       coPartitioned: this.coPartitioned,
       maxTaskIdleMs: this.config.maxTaskIdleMs,
       maxStreamTimeJumpMs: this.config.maxStreamTimeJumpMs,
@@ -760,6 +805,15 @@ export class KafkaStreams {
     }
     task.transition('RESTORING');
     await this.positionTask(task, state, committed.offsets, h.partition);
+    if (this.config.processingGuarantee === 'exactly_once')
+      // the consumer may fetch from elsewhere (a task opened again without a join, or offsets it
+      // read before the previous owner's last transaction ended): from the committed offsets
+      for (const topic of this.topology.sourceTopics())
+        this.consumer?.seek({
+          topic,
+          partition: h.partition,
+          offset: String(task.committableOffsets().get(topic) ?? committed.offsets.get(topic) ?? 0),
+        });
     created(task);
     if (h.closed) return undefined;
     const restored = await state.restore(
@@ -840,6 +894,37 @@ export class KafkaStreams {
         );
     }
     await h.state?.close().catch(() => undefined);
+    if (h.producer) {
+      // exactly-once: a dirty close ends the open transaction without effect (best effort: a
+      // fenced producer cannot, and its successor has ended it already)
+      h.collector?.close();
+      if (mode === 'dirty') await h.producer.abort();
+      await h.producer.close();
+    }
+  }
+
+  /**
+   * Exactly-once: a task's transaction was lost (its producer fenced, the transaction timed out
+   * or was refused). Every task is closed dirty, as Kafka Streams does on a migrated task; they
+   * are opened again from the last commit at the next join, or after the next heartbeat proves
+   * this member still holds its generation.
+   */
+  private recoverTasks(reason: string, e: unknown): Promise<void> {
+    if (this.recovering) return this.recovering;
+    this.logger.info({ reason, err: (e as Error)?.message }, 'transaction lost: closing the tasks dirty');
+    this.metrics.transactions.inc({ result: 'lost' });
+    this.recovering = this.closeAllDirty(reason).finally(() => {
+      this.recovering = undefined;
+      this.reopenAfter = Date.now();
+    });
+    return this.recovering;
+  }
+
+  /** A task failed: a lost transaction closes the tasks; anything else stops the instance. */
+  private onTaskFailure(e: unknown): void {
+    if (this.config.processingGuarantee === 'exactly_once' && isTransactionLost(e))
+      void this.recoverTasks('transaction lost', e);
+    else void this.die(e);
   }
 
   /** Every task closed dirty (the member lost its generation, or the consumer restarts). */
@@ -873,8 +958,8 @@ export class KafkaStreams {
     if (h.closed) return;
     task.enqueue(batch.topic, records, Number(batch.highWatermark)).catch((e) => {
       // a task that failed (the `fail` error policy, or infrastructure) stops the instance
-      if (task.failure() !== undefined) void this.die(task.failure());
-      else if (!(e instanceof StreamsError) || !e.retriable) void this.die(e);
+      if (task.failure() !== undefined) this.onTaskFailure(task.failure());
+      else if (!(e instanceof StreamsError) || !e.retriable) this.onTaskFailure(e);
     });
   }
 
@@ -897,9 +982,9 @@ export class KafkaStreams {
       try {
         await h.task.punctuateWallClock();
       } catch (e) {
-        void this.die(e);
+        this.onTaskFailure(e);
       }
-      if (h.task.failure() !== undefined) void this.die(h.task.failure());
+      if (h.task?.failure() !== undefined) this.onTaskFailure(h.task!.failure());
     }
     this.updateReady();
     if (now - this.lastLagRefresh >= 2000) {
@@ -973,54 +1058,97 @@ export class KafkaStreams {
       const session = this.session;
       if (!session)
         throw new StreamsError('NOT_JOINED', 'the consumer has not joined the group yet', { retriable: true });
+      const eos = this.config.processingGuarantee === 'exactly_once';
       const live = handles.filter((h) => h.task && !h.closed);
       const offsets: { topic: string; partition: number; offset: number; metadata: string | null }[] = [];
+      const taskOffsets = new Map<TaskHandle, typeof offsets>();
       const positions = new Map<TaskHandle, Map<string, number>>();
       const wasPaused = new Map<TaskHandle, boolean>();
+      const resume = () => {
+        for (const h of live) if (!wasPaused.get(h) && !this.sessionSuspect && !h.closed) h.task!.resume();
+      };
       // 1.
       for (const h of live) {
         wasPaused.set(h, h.task!.isPaused());
         h.task!.pause();
       }
       try {
-        for (const h of live) await h.task!.quiesce();
-        // 2.
-        const next = new Map<TaskHandle, Map<string, number>>();
-        for (const h of live) next.set(h, h.task!.committableOffsets());
-        // 3.
-        for (const h of live) await h.task!.flushStores();
-        for (const h of live) h.state!.seal();
-        const position = this.collector!.mark();
-        // 4.
-        await this.collector!.flushUpTo(position);
-        // 5.
-        for (const h of live) {
-          const consumed = next.get(h)!;
-          const pos = h.state!.commitPositions(consumed);
-          positions.set(h, pos);
-          const metadata = encodeCommitMetadata({ v: 1, cl: Object.fromEntries(pos), st: h.task!.streamTime });
-          for (const [topic, offset] of consumed) offsets.push({ topic, partition: h.partition, offset, metadata });
-        }
-        // (the caches are clean now, so counting entries costs no extra flush)
-        for (const h of live)
-          for (const [name, st] of h.state!.stores)
-            this.metrics.storeEntries.set({ store: name, task: h.task!.id }, await st.store.approximateNumEntries());
-        for (const h of live) h.task!.processedSinceCommit = 0;
-      } finally {
-        for (const h of live) if (!wasPaused.get(h) && !this.sessionSuspect) h.task!.resume();
-      }
-      // 6.
-      if (offsets.length) {
         try {
-          await commitWithSession(session, offsets, { deadlineMs: this.config.sessionTimeoutMs });
-        } catch (e) {
-          if (isGenerationError(e)) {
-            this.logger.info({ reason, err: (e as Error).message }, 'commit refused: the group moved on');
-            await this.closeAllDirty('generation over at commit');
-            throw new TaskMigratedError(e);
+          for (const h of live) await h.task!.quiesce();
+          // 2.
+          const next = new Map<TaskHandle, Map<string, number>>();
+          for (const h of live) next.set(h, h.task!.committableOffsets());
+          // 3.
+          for (const h of live) await h.task!.flushStores();
+          for (const h of live) h.state!.seal();
+          const collectors = new Map<KafkaRecordCollector, number>();
+          for (const h of live) {
+            const c = h.collector ?? this.collector!;
+            if (!collectors.has(c)) collectors.set(c, c.mark());
           }
-          throw e;
+          // 4.
+          await Promise.all([...collectors].map(([c, position]) => c.flushUpTo(position)));
+          // 5.
+          for (const h of live) {
+            const consumed = next.get(h)!;
+            const pos = h.state!.commitPositions(consumed);
+            positions.set(h, pos);
+            const metadata = encodeCommitMetadata({ v: 1, cl: Object.fromEntries(pos), st: h.task!.streamTime });
+            const mine: typeof offsets = [];
+            for (const [topic, offset] of consumed) mine.push({ topic, partition: h.partition, offset, metadata });
+            taskOffsets.set(h, mine);
+            offsets.push(...mine);
+          }
+          // (the caches are clean now, so counting entries costs no extra flush)
+          for (const h of live)
+            for (const [name, st] of h.state!.stores)
+              this.metrics.storeEntries.set({ store: name, task: h.task!.id }, await st.store.approximateNumEntries());
+          for (const h of live) h.task!.processedSinceCommit = 0;
+        } finally {
+          // at-least-once: the next writes go into fresh write buffers while the offsets commit;
+          // exactly-once: nothing is sent until the transaction is over (step 6)
+          if (!eos) resume();
         }
+        // 6.
+        if (eos) {
+          // one transaction per task: its records (sent and acknowledged in step 4) and its input
+          // offsets with the metadata; a task whose producer was fenced or whose transaction the
+          // broker ended has lost its work since the last commit: every task is closed dirty
+          try {
+            await Promise.all(
+              live.map(async (h) => {
+                const had = h.producer!.inTransaction();
+                await h.producer!.commit(this.config.applicationId, taskOffsets.get(h) ?? []);
+                if (had || taskOffsets.get(h)?.length) this.metrics.transactions.inc({ result: 'committed' });
+              }),
+            );
+          } catch (e) {
+            if (isTransactionLost(e)) {
+              await this.recoverTasks(`transaction lost at commit (${reason})`, e);
+              throw new TaskMigratedError(e);
+            }
+            throw e;
+          }
+        } else if (offsets.length) {
+          try {
+            await commitWithSession(session, offsets, { deadlineMs: this.config.sessionTimeoutMs });
+          } catch (e) {
+            if (isGenerationError(e)) {
+              this.logger.info({ reason, err: (e as Error).message }, 'commit refused: the group moved on');
+              await this.closeAllDirty('generation over at commit');
+              throw new TaskMigratedError(e);
+            }
+            throw e;
+          }
+        }
+      } catch (e) {
+        if (eos && !(e instanceof TaskMigratedError) && isTransactionLost(e)) {
+          await this.recoverTasks(`transaction lost at commit (${reason})`, e);
+          throw new TaskMigratedError(e);
+        }
+        throw e;
+      } finally {
+        if (eos) resume();
       }
       // 7.
       for (const h of live) if (!h.closed) await h.state!.commitLocal(positions.get(h)!);

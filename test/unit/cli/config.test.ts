@@ -61,7 +61,11 @@ describe('service configuration', () => {
     [{ ...base, KAFKA_SASL_MECHANISM: 'plain', KAFKA_SASL_USERNAME: 'u' }, 'KAFKA_SASL_PASSWORD', /together/],
     [{ ...base, SCHEMA_REGISTRY_USERNAME: 'u' }, 'SCHEMA_REGISTRY_PASSWORD', /both/],
     [{ ...base, KAFKA_SSL_CA_FILE: '/nonexistent/ca.pem' }, 'KAFKA_SSL_CA_FILE', /cannot read/],
-    [{ ...base, UM_PROCESSING_GUARANTEE: 'exactly_once' }, 'UM_PROCESSING_GUARANTEE', /not implemented/],
+    [
+      { ...base, UM_PROCESSING_GUARANTEE: 'exactly_once', UM_COMMIT_INTERVAL_MS: '15000' },
+      'UM_TRANSACTION_TIMEOUT_MS',
+      /longer than UM_COMMIT_INTERVAL_MS/,
+    ],
   ])('refuses %j naming %s', (env, setting, message) => {
     const e = refused(env as Record<string, string>);
     expect(e.setting).toBe(setting);

@@ -109,17 +109,24 @@ describe('kafkaSecurity', () => {
 });
 
 describe('processing guarantee', () => {
-  it('refuses exactly_once until it is implemented, naming the setting', () => {
+  it('defaults to at_least_once; exactly_once commits every 100 ms unless told, within the transaction timeout', () => {
+    const base = { applicationId: 'a', brokers: ['b:1'], stateDir: '/tmp/x' };
+    const alos = streamsConfig(base);
+    expect(alos.processingGuarantee).toBe('at_least_once');
+    expect(alos.commitIntervalMs).toBe(5000);
+    const eos = streamsConfig({ ...base, processingGuarantee: 'exactly_once' });
+    expect(eos.commitIntervalMs).toBe(100);
+    expect(eos.transactionTimeoutMs).toBe(10_000);
+    expect(
+      streamsConfig({ ...base, processingGuarantee: 'exactly_once', commitIntervalMs: 250 }).commitIntervalMs,
+    ).toBe(250);
     let err: unknown;
     try {
-      streamsConfig({ applicationId: 'a', brokers: ['b:1'], stateDir: '/tmp/x', processingGuarantee: 'exactly_once' });
+      streamsConfig({ ...base, processingGuarantee: 'exactly_once', commitIntervalMs: 20_000 });
     } catch (e) {
       err = e;
     }
     expect(err).toBeInstanceOf(ConfigError);
-    expect((err as ConfigError).setting).toBe('processingGuarantee');
-    expect(streamsConfig({ applicationId: 'a', brokers: ['b:1'], stateDir: '/tmp/x' }).processingGuarantee).toBe(
-      'at_least_once',
-    );
+    expect((err as ConfigError).setting).toBe('transactionTimeoutMs');
   });
 });
