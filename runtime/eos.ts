@@ -40,9 +40,10 @@ function errorType(e: unknown): string | undefined {
   return undefined;
 }
 
-/** Whether an error means the task's transaction is over: fenced, timed out, or refused. */
+/** Whether an error (or one it wraps) means the task's transaction is over: fenced, timed out, or refused. */
 export function isTransactionLost(e: unknown): boolean {
-  if (e instanceof StreamsError && (e.code === 'TASK_FENCED' || e.code === 'TRANSACTION_LOST')) return true;
+  for (let c: unknown = e, i = 0; c && i < 8; c = (c as { cause?: unknown }).cause, i++)
+    if (c instanceof StreamsError && (c.code === 'TASK_FENCED' || c.code === 'TRANSACTION_LOST')) return true;
   const t = errorType(e);
   return t !== undefined && (FENCED.has(t) || TXN_LOST.has(t));
 }

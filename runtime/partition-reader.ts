@@ -115,6 +115,20 @@ export async function readRanges(
       consumer.on(consumer.events.CRASH, (e) => {
         if (!e.payload.restart) reject(e.payload.error);
       });
+      // a range is done once the position passes its end; batches that held only control records
+      // (transaction markers) or aborted records reach no eachBatch, only END_BATCH_PROCESS
+      const progress = (topic: string, partition: number, next: number) => {
+        const k = `${topic}:${partition}`;
+        const range = want.get(k);
+        if (!range || !left.has(k) || next < range.to) return;
+        left.delete(k);
+        consumer.pause([{ topic, partitions: [partition] }]);
+        if (!left.size) resolve();
+      };
+      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+        const b = e.payload as { topic: string; partition: number; lastOffset: string };
+        progress(b.topic, b.partition, Number(b.lastOffset) + 1);
+      });
       consumer
         .run({
           autoCommit: false,
@@ -130,14 +144,7 @@ export async function readRanges(
             }
             if (records.length) await onRecords(range, records);
             await heartbeat();
-            const next = Number(batch.lastOffset()) + 1;
-            if (next >= range.to || batch.highWatermark === String(next)) {
-              if (next >= range.to) {
-                left.delete(k);
-                consumer.pause([{ topic: batch.topic, partitions: [batch.partition] }]);
-                if (!left.size) resolve();
-              }
-            }
+            progress(batch.topic, batch.partition, Number(batch.lastOffset()) + 1);
           },
         })
         .catch(reject);
@@ -176,15 +183,23 @@ export async function followTopics(
   consumer.on(consumer.events.CRASH, (e) => {
     if (!e.payload.restart) fail(e.payload.error);
   });
+  const progress = (topic: string, partition: number, next: number) => {
+    const k = `${topic}:${partition}`;
+    if (behind.has(k) && next >= (ends.get(k) ?? 0)) {
+      behind.delete(k);
+      if (!behind.size) markReady();
+    }
+  };
+  // batches of only control records or aborted records reach no eachBatch
+  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+    const b = e.payload as { topic: string; partition: number; lastOffset: string };
+    progress(b.topic, b.partition, Number(b.lastOffset) + 1);
+  });
   await consumer.run({
     autoCommit: false,
     eachBatch: async ({ batch }) => {
       if (batch.messages.length) await onRecords(batch.topic, batch.partition, batch.messages.map(toRawRecord));
-      const k = `${batch.topic}:${batch.partition}`;
-      if (behind.has(k) && Number(batch.lastOffset()) + 1 >= (ends.get(k) ?? 0)) {
-        behind.delete(k);
-        if (!behind.size) markReady();
-      }
+      progress(batch.topic, batch.partition, Number(batch.lastOffset()) + 1);
     },
   });
   return {
