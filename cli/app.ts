@@ -179,6 +179,7 @@ async function startLocked(
       stateDir: join(cfg.stateDir),
       commitIntervalMs: cfg.commitIntervalMs,
       transactionTimeoutMs: cfg.transactionTimeoutMs,
+      numStandbyReplicas: cfg.numStandbyReplicas,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
       sessionTimeoutMs: cfg.sessionTimeoutMs,
       heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3))),

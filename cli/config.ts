@@ -44,6 +44,8 @@ export const SETTINGS = {
   UM_REPLICATION_FACTOR: 'Replication factor of topics the service creates (default 1).',
   UM_COMMIT_INTERVAL_MS:
     'How often processed offsets are committed (default 1000; 100 with UM_PROCESSING_GUARANTEE=exactly_once).',
+  UM_NUM_STANDBY_REPLICAS:
+    "Warm copies of each task's state kept on other instances, following its changelogs (default 0).",
   UM_TRANSACTION_TIMEOUT_MS:
     'exactly_once: the broker aborts a task transaction open longer than this (default 10000; above the commit interval).',
   UM_SESSION_TIMEOUT_MS:
@@ -132,6 +134,7 @@ const schema = z.object({
   UM_MAX_TASK_IDLE_MS: int(0, 60_000).default('0'),
   UM_SESSION_TIMEOUT_MS: int(1000, 600_000).default('30000'),
   UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+  UM_NUM_STANDBY_REPLICAS: int(0, 10).default('0'),
   UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
   UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
   UM_PARITY: bool.default('true'),
@@ -175,6 +178,7 @@ export interface AppConfig {
   readonly replicationFactor: number;
   readonly commitIntervalMs: number;
   readonly transactionTimeoutMs: number;
+  readonly numStandbyReplicas: number;
   readonly maxTaskIdleMs: number;
   readonly sessionTimeoutMs: number;
   readonly processingGuarantee: 'at_least_once' | 'exactly_once';
@@ -300,6 +304,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     replicationFactor: c.UM_REPLICATION_FACTOR,
     commitIntervalMs,
     transactionTimeoutMs: c.UM_TRANSACTION_TIMEOUT_MS,
+    numStandbyReplicas: c.UM_NUM_STANDBY_REPLICAS,
     maxTaskIdleMs: c.UM_MAX_TASK_IDLE_MS,
     sessionTimeoutMs: c.UM_SESSION_TIMEOUT_MS,
     processingGuarantee: c.UM_PROCESSING_GUARANTEE,

@@ -6,7 +6,13 @@
  * disk, so a rebalance moves as few tasks, and restores as little state, as it can.
  *
  * Each member's subscription carries JSON user data: its endpoint (for forwarding interactive
- * queries), the tasks it owns and the tasks it has local state for.
+ * queries), the tasks it owns, the tasks it has local state for, and how far that state goes (the
+ * sum of its checkpointed changelog offsets): a task without an owner goes to the member whose
+ * state of it is most caught up (a standby's, normally).
+ *
+ * Standby replicas: with `standbyReplicas` = n, each task also gets up to n standby members, never
+ * its active owner, preferring members that already hold its state, then the least loaded. A
+ * member's standby tasks travel in the user data of its assignment (JSON `{"standby":[...]}`).
  */
 import {
   AssignerProtocol,
@@ -23,6 +29,28 @@ export interface MemberInfo {
   endpoint?: string;
   owned: number[];
   stateful: number[];
+  /** per stateful task: the sum of its checkpointed changelog offsets (higher = more caught up) */
+  offsets?: Record<string, number>;
+}
+
+/** What the leader tells a member besides its partitions. */
+export interface AssignmentInfo {
+  standby: number[];
+}
+
+export function encodeAssignmentInfo(a: AssignmentInfo): Buffer {
+  return Buffer.from(JSON.stringify(a), 'utf8');
+}
+
+/** Decodes an assignment's user data; anything malformed reads as "no standby tasks". */
+export function decodeAssignmentInfo(userData: Buffer | null | undefined): AssignmentInfo {
+  if (!userData || !userData.length) return { standby: [] };
+  try {
+    const v = JSON.parse(userData.toString('utf8')) as { standby?: unknown };
+    return { standby: taskList(v?.standby) };
+  } catch {
+    return { standby: [] };
+  }
 }
 
 export function encodeMemberInfo(info: MemberInfo): Buffer {
@@ -45,6 +73,12 @@ export function decodeMemberInfo(userData: Buffer | null | undefined): MemberInf
   const o = v as Record<string, unknown>;
   const info: MemberInfo = { owned: taskList(o.owned), stateful: taskList(o.stateful) };
   if (typeof o.endpoint === 'string') info.endpoint = o.endpoint;
+  if (typeof o.offsets === 'object' && o.offsets !== null && !Array.isArray(o.offsets)) {
+    const offsets: Record<string, number> = {};
+    for (const [k, v] of Object.entries(o.offsets as Record<string, unknown>))
+      if (/^\d+$/.test(k) && typeof v === 'number' && Number.isFinite(v) && v >= 0) offsets[k] = v;
+    info.offsets = offsets;
+  }
   return info;
 }
 
@@ -79,9 +113,16 @@ export function assignTasks(taskCount: number, members: { id: string; info: Memb
     taken.add(t);
     return true;
   };
-  // 1. keep owned tasks; 2. then tasks with local state; 3. then the rest, round-robin
+  // 1. keep owned tasks; 2. then tasks with local state, to the member whose state is most caught
+  // up (by checkpointed offsets; ties by id); 3. then the rest, round-robin
   for (const id of ids) for (const t of info.get(id)!.owned) give(id, t);
-  for (const id of ids) for (const t of info.get(id)!.stateful) give(id, t);
+  const caughtUp = (id: string, t: number) => info.get(id)!.offsets?.[String(t)] ?? 0;
+  for (let t = 0; t < taskCount; t++) {
+    if (taken.has(t)) continue;
+    const claimants = ids.filter((id) => info.get(id)!.stateful.includes(t));
+    claimants.sort((a, b) => caughtUp(b, t) - caughtUp(a, t) || (a < b ? -1 : 1));
+    for (const id of claimants) if (give(id, t)) break;
+  }
   let i = 0;
   for (let t = 0; t < taskCount; t++) {
     if (taken.has(t)) continue;
@@ -97,7 +138,41 @@ export function assignTasks(taskCount: number, members: { id: string; info: Memb
   return out;
 }
 
-export function coPartitionedAssigner(getInfo: () => MemberInfo): PartitionAssigner {
+/**
+ * Standby tasks: up to `replicas` per task, on members other than its active owner, preferring
+ * members holding its state (most caught up first), then those with the fewest standbys.
+ */
+export function assignStandbys(
+  taskCount: number,
+  active: ReadonlyMap<string, number[]>,
+  members: { id: string; info: MemberInfo }[],
+  replicas: number,
+): Map<string, number[]> {
+  const ids = members.map((m) => m.id).sort();
+  const out = new Map<string, number[]>(ids.map((id) => [id, []]));
+  if (replicas <= 0 || ids.length < 2) return out;
+  const info = new Map(members.map((m) => [m.id, m.info]));
+  const owner = new Map<number, string>();
+  for (const [id, ts] of active) for (const t of ts) owner.set(t, id);
+  const load = (id: string) => out.get(id)!.length + (active.get(id)?.length ?? 0);
+  for (let t = 0; t < taskCount; t++) {
+    for (let r = 0; r < replicas; r++) {
+      const candidates = ids.filter((id) => id !== owner.get(t) && !out.get(id)!.includes(t));
+      if (!candidates.length) break;
+      const state = (id: string) =>
+        info.get(id)!.stateful.includes(t) ? 1 + (info.get(id)!.offsets?.[String(t)] ?? 0) : 0;
+      candidates.sort((a, b) => state(b) - state(a) || load(a) - load(b) || (a < b ? -1 : 1));
+      out.get(candidates[0]!)!.push(t);
+    }
+  }
+  for (const list of out.values()) list.sort((a, b) => a - b);
+  return out;
+}
+
+export function coPartitionedAssigner(
+  getInfo: () => MemberInfo,
+  opts: { standbyReplicas?: number } = {},
+): PartitionAssigner {
   return (({ cluster }: { cluster: Cluster }) => ({
     name: ASSIGNOR_NAME,
     version: VERSION,
@@ -112,6 +187,7 @@ export function coPartitionedAssigner(getInfo: () => MemberInfo): PartitionAssig
         return { id: m.memberId, info: decodeMemberInfo(md?.userData) };
       });
       const tasks = assignTasks(taskCount, decoded);
+      const standbys = assignStandbys(taskCount, tasks, decoded, opts.standbyReplicas ?? 0);
       return [...tasks].map(([memberId, list]) => {
         const assignment: Record<string, number[]> = {};
         for (const topic of topics) {
@@ -123,7 +199,7 @@ export function coPartitionedAssigner(getInfo: () => MemberInfo): PartitionAssig
           memberAssignment: AssignerProtocol.MemberAssignment.encode({
             version: VERSION,
             assignment,
-            userData: Buffer.alloc(0),
+            userData: encodeAssignmentInfo({ standby: standbys.get(memberId) ?? [] }),
           }),
         };
       });

@@ -59,6 +59,10 @@ export const streamsConfigSchema = z
     rebalanceTimeoutMs: z.number().int().min(1000).default(60_000),
     heartbeatIntervalMs: z.number().int().min(100).default(3000),
     processingGuarantee: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
+    /** warm copies of each task's stores kept on other instances (Kafka Streams' num.standby.replicas) */
+    numStandbyReplicas: z.number().int().min(0).max(10).default(0),
+    /** how often standby tasks apply what the active tasks have committed */
+    standbyIntervalMs: z.number().int().min(50).max(60_000).default(1000),
     /** exactly-once: the broker aborts a task's transaction open longer than this */
     transactionTimeoutMs: z.number().int().min(1000).max(900_000).default(10_000),
     deserializationErrorPolicy: z.enum(['dlq', 'fail']).default('dlq'),

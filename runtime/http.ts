@@ -44,6 +44,8 @@ export interface QueryableStreams {
   partitionFor(key: string): number;
   localStore(storeName: string, partition: number): Pick<KeyValueStore<string, unknown>, 'get'> | undefined;
   ownerEndpoint(partition: number): Promise<string | undefined>;
+  /** GET /v1/tasks (optional for fakes in tests: 404 without it) */
+  tasksInfo?(): unknown;
   readonly metrics: { readonly registry: Registry };
   readonly topology: {
     describe(): string;
@@ -384,6 +386,11 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
       return reply.header('content-type', 'text/plain; charset=utf-8').send(streams.topology.describe());
     return reply.send({ text: streams.topology.describe(), mermaid: streams.topology.mermaid() });
   });
+
+  // this instance's active and standby tasks, with their offsets and lag
+  app.get('/v1/tasks', async (_req, reply) =>
+    streams.tasksInfo ? reply.send(streams.tasksInfo()) : reply.code(404).send({ error: 'NO_ROUTE' }),
+  );
 
   app.get<{ Params: { store: string; key: string } }>('/v1/stores/:store/:key', async (req, reply) => {
     const r = await queryStore(streams, req.params.store, req.params.key, {

@@ -26,6 +26,7 @@
  *    look-ups default to read_committed: every end the engine sees is one its readers can reach
  *    (the same as the high watermark when no transaction is open).
  */
+import { AsyncLocalStorage } from 'node:async_hooks';
 import { createRequire } from 'node:module';
 
 /** The parts of kafkajs' internal ConsumerGroup used here. */
@@ -74,6 +75,17 @@ type GroupInternal = GroupSession & {
 };
 
 const REFRESHING = Symbol('coordinator-refresh');
+const ASSIGNMENT_USER_DATA = Symbol.for('streams-runtime.assignment-user-data');
+/** the consumer group whose join is running (kafkajs decodes the assignment inside it) */
+const joining = new AsyncLocalStorage<GroupInternal>();
+
+/**
+ * The user data of the member's last assignment (kafkajs decodes it and drops it; the
+ * co-partitioning assignor puts the member's standby tasks there).
+ */
+export function assignmentUserData(session: GroupSession | undefined): Buffer | undefined {
+  return (session as (GroupSession & { [ASSIGNMENT_USER_DATA]?: Buffer }) | undefined)?.[ASSIGNMENT_USER_DATA];
+}
 const PATCHED = Symbol.for('streams-runtime.kafkajs-patched');
 
 const COORDINATOR_ERRORS = new Set([
@@ -186,11 +198,22 @@ export function installKafkaJsHooks(): void {
     return listOffsets.call(this, { ...req, isolationLevel: req.isolationLevel ?? READ_COMMITTED });
   };
 
+  const protocol = require('kafkajs/src/consumer/assignerProtocol.js') as {
+    MemberAssignment: { decode(b: Buffer): { userData?: Buffer } | null };
+  };
+  const decodeAssignment = protocol.MemberAssignment.decode;
+  protocol.MemberAssignment.decode = function (b: Buffer) {
+    const decoded = decodeAssignment.call(this, b);
+    const group = joining.getStore();
+    if (group) (group as GroupInternal & { [ASSIGNMENT_USER_DATA]?: Buffer })[ASSIGNMENT_USER_DATA] = decoded?.userData;
+    return decoded;
+  };
+
   const joinAndSync = proto.joinAndSync;
   proto.joinAndSync = async function (this: GroupInternal) {
     const hooks = hooksOf(this);
     if (hooks) await hooks.beforeJoin(this);
-    return joinAndSync.call(this);
+    return joining.run(this, () => joinAndSync.call(this));
   };
 
   const heartbeat = proto.heartbeat;

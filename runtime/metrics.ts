@@ -20,6 +20,9 @@ export class RuntimeMetrics {
   readonly storeOpLatency: Histogram<'store' | 'op'>;
   readonly rebalances: Counter<never>;
   readonly assignedTasks: Gauge<never>;
+  readonly standbyTasks: Gauge<never>;
+  readonly standbyLag: Gauge<'task'>;
+  readonly standbyRecords: Counter<never>;
   readonly deadLetters: Counter<'topic' | 'code'>;
   readonly consumerLag: Gauge<'topic' | 'partition'>;
   readonly state: Gauge<'state'>;
@@ -114,6 +117,22 @@ export class RuntimeMetrics {
     this.assignedTasks = new Gauge({
       name: `${prefix}assigned_tasks`,
       help: 'Tasks assigned to this instance',
+      registers: r,
+    });
+    this.standbyTasks = new Gauge({
+      name: `${prefix}standby_tasks`,
+      help: "Standby tasks this instance holds (warm copies of other instances' task stores)",
+      registers: r,
+    });
+    this.standbyLag = new Gauge({
+      name: `${prefix}standby_lag_records`,
+      help: 'Per standby task: changelog records committed by the active task and not yet applied here',
+      labelNames: ['task'],
+      registers: r,
+    });
+    this.standbyRecords = new Counter({
+      name: `${prefix}standby_records_total`,
+      help: 'Changelog records applied to standby tasks',
       registers: r,
     });
     this.deadLetters = new Counter({

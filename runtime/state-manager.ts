@@ -298,6 +298,28 @@ export class TaskStateManager {
     for (const s of this.stores.values()) s.txn?.abort();
   }
 
+  /**
+   * Standby: applies changelog records of `topic` (every one below `upTo`, in offset order) and
+   * moves the store's position to `upTo`. The records go straight into the store, as a restore's.
+   */
+  async applyChangelog(topic: string, records: RawRecord[], upTo: number): Promise<void> {
+    const s = [...this.stores.values()].find((x) => x.resolved.changelogTopic === topic);
+    if (!s) return;
+    if (records.length) await s.inner.restoreBatch(records.map((x) => ({ key: x.key!, value: x.value })));
+    const k = tpKey(topic, this.opts.partition);
+    if (upTo > (this.positions.get(k) ?? 0)) this.positions.set(k, upTo);
+  }
+
+  /** Standby: writes the checkpoint for the positions applied so far. */
+  async checkpointPositions(): Promise<void> {
+    await this.commitLocal(new Map(this.positions));
+  }
+
+  /** The changelog topics of the task's logged stores. */
+  changelogTopics(): string[] {
+    return [...this.stores.values()].flatMap((s) => (s.resolved.changelogTopic ? [s.resolved.changelogTopic] : []));
+  }
+
   /** The changelog offset the local store is known to be complete up to (after restore). */
   position(topic: string): number | undefined {
     return this.positions.get(tpKey(topic, this.opts.partition));

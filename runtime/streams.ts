@@ -27,14 +27,15 @@
  */
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaConfig, Producer } from 'kafkajs';
 import { AssignerProtocol, Kafka as KafkaClient } from 'kafkajs';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type Logger } from 'pino';
-import { coPartitionedAssigner, decodeMemberInfo, type MemberInfo } from './assignor.js';
+import { coPartitionedAssigner, decodeAssignmentInfo, decodeMemberInfo, type MemberInfo } from './assignor.js';
 import { kafkaSecurity, type StreamsConfig } from './config.js';
 import { IllegalStateError, StreamsError, TopologyError } from './errors.js';
 import {
   HOOKS,
+  assignmentUserData,
   commitWithSession,
   installKafkaJsHooks,
   isCoordinatorError,
@@ -50,6 +51,7 @@ import { kafkaClientLogLevel, kafkaLogCreator } from './kafka-log.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
 import { KafkaRecordCollector, TopicLimits, type KafkaRecordCollectorOptions } from './record-collector.js';
 import { TaskProducer, isTransactionLost } from './eos.js';
+import { StandbyManager, type StandbyStatus } from './standby.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
 import { tpKey } from './state/checkpoint.js';
 import type { KeyValueStore } from './state/store.js';
@@ -176,6 +178,7 @@ export class KafkaStreams {
   private lastAssignment: Record<string, number[]> | undefined;
   private reopenAfter: number | undefined;
   private recovering: Promise<void> | undefined;
+  private standby: StandbyManager | undefined;
 
   constructor(
     readonly topology: Topology,
@@ -491,14 +494,20 @@ export class KafkaStreams {
   private memberInfo(): MemberInfo {
     const owned = [...this.tasks.keys()];
     const stateful: number[] = [];
+    const offsets: Record<string, number> = {};
     const appDir = join(this.config.stateDir, this.config.applicationId);
     if (existsSync(appDir)) {
       for (const d of readdirSync(appDir)) {
         const m = /^0_(\d+)$/.exec(d);
-        if (m && existsSync(join(appDir, d, '.checkpoint'))) stateful.push(Number(m[1]));
+        if (!m || !existsSync(join(appDir, d, '.checkpoint'))) continue;
+        const t = Number(m[1]);
+        stateful.push(t);
+        // how far the local state goes: a standby's live positions, else the checkpoint's
+        const sum = this.standby?.offsetSum(t) ?? checkpointSum(join(appDir, d, '.checkpoint'));
+        if (sum > 0) offsets[String(t)] = sum;
       }
     }
-    return { endpoint: this.advertised ?? this.config.advertisedUrl, owned, stateful };
+    return { endpoint: this.advertised ?? this.config.advertisedUrl, owned, stateful, offsets };
   }
 
   private groupHooks(): GroupHooks {
@@ -517,7 +526,9 @@ export class KafkaStreams {
   }
 
   private async startConsumer(): Promise<void> {
-    const assigner = coPartitionedAssigner(() => this.memberInfo());
+    const assigner = coPartitionedAssigner(() => this.memberInfo(), {
+      standbyReplicas: this.config.numStandbyReplicas,
+    });
     const hooks = this.groupHooks();
     const withHooks = ((args: unknown) => {
       const a = (assigner as unknown as (x: unknown) => Record<symbol, unknown>)(args);
@@ -565,6 +576,7 @@ export class KafkaStreams {
       this.reopenAfter = undefined;
       this.lastAssignment = e.payload.memberAssignment;
       this.onAssignment(e.payload.memberAssignment);
+      this.onStandbyAssignment(e.payload.memberAssignment);
     });
     // batches that carried no records (control records, aborted transactions) still move the position
     consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
@@ -675,6 +687,96 @@ export class KafkaStreams {
     });
   }
 
+  /** Standby tasks of the new assignment (never a task that is active here). */
+  private onStandbyAssignment(assignment: Record<string, number[]>): void {
+    if (this.config.numStandbyReplicas <= 0) return;
+    const active = new Set<number>();
+    for (const topic of this.topology.sourceTopics()) for (const p of assignment[topic] ?? []) active.add(p);
+    const standby = decodeAssignmentInfo(assignmentUserData(this.session)).standby.filter((p) => !active.has(p));
+    this.logger.info({ instance: this.config.instanceId, standby }, 'standby assignment');
+    this.standby ??= new StandbyManager({
+      kafka: this.kafka,
+      applicationId: this.config.applicationId,
+      instanceId: this.config.instanceId,
+      changelogTopics: [
+        ...new Set(
+          this.topology
+            .resolvedStores(this.config.applicationId)
+            .flatMap((s) => (s.changelogTopic ? [s.changelogTopic] : [])),
+        ),
+      ],
+      intervalMs: this.config.standbyIntervalMs,
+      metrics: this.metrics,
+      logger: this.logger,
+      openState: (p) => this.openStandbyState(p),
+      committedTargets: async (partitions) => {
+        const out = new Map<number, Map<string, number>>();
+        for (const p of partitions) {
+          const c = await this.committedFor(p);
+          if (c.metadata) out.set(p, new Map(Object.entries(c.metadata.cl)));
+        }
+        return out;
+      },
+    });
+    void this.standby
+      .update(standby)
+      .catch((e) =>
+        this.logger.warn(
+          { err: (e as Error).message },
+          'standby tasks could not be opened; retried at the next assignment',
+        ),
+      );
+  }
+
+  /** A standby's stores: opened at the last commit's offsets (state ahead of them is wiped). */
+  private async openStandbyState(partition: number): Promise<TaskStateManager> {
+    const taskId = `0_${partition}`;
+    const committed = await this.committedFor(partition);
+    const state = new TaskStateManager({
+      taskId,
+      applicationId: this.config.applicationId,
+      partition,
+      taskDir: join(this.config.stateDir, this.config.applicationId, taskId),
+      stores: this.topology.resolvedStores(this.config.applicationId),
+      // a standby never writes: its stores have no changelog records to send
+      collector: this.collector!,
+      cacheMaxEntries: 0,
+      logger: this.logger,
+    });
+    await state.open(committed.metadata ? new Map(Object.entries(committed.metadata.cl)) : undefined);
+    return state;
+  }
+
+  /** Active and standby tasks of this instance, with their offsets (GET /v1/tasks). */
+  tasksInfo(): {
+    instance: string;
+    active: {
+      task: string;
+      partition: number;
+      state: string;
+      inputs: { topic: string; committable: number | undefined; lag: number | undefined }[];
+    }[];
+    standby: StandbyStatus[];
+  } {
+    const active = [...this.tasks.values()]
+      .sort((a, b) => a.partition - b.partition)
+      .map((h) => {
+        const committable = h.task?.committableOffsets() ?? new Map<string, number>();
+        const lag = h.task?.lag() ?? new Map<string, number>();
+        return {
+          task: `0_${h.partition}`,
+          partition: h.partition,
+          state: h.closed ? 'CLOSED' : (h.task?.state ?? 'CREATED'),
+          inputs: this.topology.sourceTopics().map((topic) => ({
+            topic,
+            committable: committable.get(topic),
+            lag: lag.get(topic),
+          })),
+        };
+      });
+    return { instance: this.config.instanceId, active, standby: this.standby?.status() ?? [] };
+  }
+
   private restoreSource(taskId: string): RestoreSource {
     return {
       endOffset: async (topic, partition) => (await endOffsets(this.admin!, [topic])).get(`${topic}:${partition}`) ?? 0,
@@ -720,6 +822,9 @@ export class KafkaStreams {
    */
   private async openTask(h: TaskHandle, created: (t: StreamTask | undefined) => void): Promise<StreamTask | undefined> {
     const taskId = `0_${h.partition}`;
+    // a standby of this task on this instance: closed first, the active task restores from its state
+    await this.standby?.release(h.partition);
+    if (h.closed) return undefined;
     let collector = this.collector!;
     if (this.config.processingGuarantee === 'exactly_once') {
       // the transactional id first: it fences the previous owner and ends its open transaction,
@@ -1262,7 +1367,20 @@ export class KafkaStreams {
     for (const h of handles)
       await this.closeTask(h, h.task?.state === 'SUSPENDED' ? 'clean' : 'dirty', 'shutdown').catch(() => undefined);
     for (const r of this.globalReaders) await r.stop();
+    await this.standby?.close().catch(() => undefined);
     await this.producer?.disconnect().catch(() => undefined);
     await this.admin?.disconnect().catch(() => undefined);
+  }
+}
+
+/** The sum of a checkpoint file's offsets (0 if unreadable): how far a task's local state goes. */
+function checkpointSum(file: string): number {
+  try {
+    const doc = JSON.parse(readFileSync(file, 'utf8')) as { offsets?: Record<string, unknown> };
+    let n = 0;
+    for (const v of Object.values(doc.offsets ?? {})) if (typeof v === 'number' && Number.isFinite(v)) n += v;
+    return n;
+  } catch {
+    return 0;
   }
 }

@@ -1,5 +1,13 @@
 import { describe, expect, it } from 'vitest';
-import { assignTasks, decodeMemberInfo, encodeMemberInfo, type MemberInfo } from '../../../runtime/assignor.js';
+import {
+  assignStandbys,
+  assignTasks,
+  decodeAssignmentInfo,
+  decodeMemberInfo,
+  encodeAssignmentInfo,
+  encodeMemberInfo,
+  type MemberInfo,
+} from '../../../runtime/assignor.js';
 
 type Members = { id: string; info: MemberInfo }[];
 
@@ -166,5 +174,45 @@ describe('member info user data', () => {
       { id: 'b', info: decodeMemberInfo(Buffer.from('{"owned":["2", 2.5]}')) },
     ]);
     expectValid(r, 4, 2);
+  });
+});
+
+describe('standby replicas and failover', () => {
+  it('a task without an owner goes to the member whose state of it is most caught up', () => {
+    const a = { id: 'a', info: { owned: [], stateful: [0, 1], offsets: { '0': 10, '1': 500 } } };
+    const b = { id: 'b', info: { owned: [], stateful: [0, 1], offsets: { '0': 900, '1': 20 } } };
+    const r = assignTasks(2, [a, b]);
+    expect(r.get('a')).toEqual([1]);
+    expect(r.get('b')).toEqual([0]);
+  });
+
+  it('places standbys on other members than the active owner, preferring local state, balanced', () => {
+    const members = [member('a'), member('b'), member('c', [], [4])];
+    const active = assignTasks(6, members);
+    const standby = assignStandbys(6, active, members, 1);
+    const all = [...standby.values()].flat().sort((x, y) => x - y);
+    expect(all).toEqual([0, 1, 2, 3, 4, 5]);
+    for (const [id, ts] of standby) for (const t of ts) expect(active.get(id)).not.toContain(t);
+    // c holds state of 4 (and does not run it): its standby goes there
+    if (!active.get('c')!.includes(4)) expect(standby.get('c')).toContain(4);
+    for (const ts of standby.values()) expect(ts.length).toBe(2);
+    // two replicas on three members: every task on both other members
+    const two = assignStandbys(6, active, members, 2);
+    for (let t = 0; t < 6; t++) expect([...two.values()].filter((ts) => ts.includes(t))).toHaveLength(2);
+    // one member, or no replicas: none
+    expect([...assignStandbys(6, new Map([['a', [0, 1, 2, 3, 4, 5]]]), [member('a')], 1).values()].flat()).toEqual([]);
+    expect([...assignStandbys(6, active, members, 0).values()].flat()).toEqual([]);
+  });
+
+  it('encodes standby tasks in the assignment user data; malformed data reads as none', () => {
+    expect(decodeAssignmentInfo(encodeAssignmentInfo({ standby: [1, 3] }))).toEqual({ standby: [1, 3] });
+    expect(decodeAssignmentInfo(Buffer.from('{oops'))).toEqual({ standby: [] });
+    expect(decodeAssignmentInfo(undefined)).toEqual({ standby: [] });
+    expect(decodeAssignmentInfo(Buffer.from('{"standby":[-1,"x",2]}'))).toEqual({ standby: [2] });
+    const info = decodeMemberInfo(encodeMemberInfo({ owned: [1], stateful: [2], offsets: { '2': 42 } }));
+    expect(info.offsets).toEqual({ '2': 42 });
+    expect(decodeMemberInfo(Buffer.from('{"owned":[],"stateful":[],"offsets":{"x":1,"3":-2,"4":7}}')).offsets).toEqual({
+      '4': 7,
+    });
   });
 });

@@ -1,0 +1,277 @@
+/**
+ * Standby replicas: warm copies of other instances' task stores.
+ *
+ * A standby task opens the task's stores in this instance's state directory and follows their
+ * changelogs without processing input. One follower consumer per instance (a group of its own,
+ * one member: it gets every changelog partition, pauses those without a standby and seeks the
+ * others to the standby's position) buffers the changelog records; every `intervalMs` the manager
+ * reads the changelog offsets of the group's last commit (the commit metadata, as a restore does)
+ * and applies, per changelog partition, the buffered records below that commit's offset, then
+ * writes the checkpoint. A standby is therefore never ahead of the last commit, so the instance
+ * that takes the task over restores only what was committed since the standby's last round (an
+ * active task refuses local state that is ahead of the last commit).
+ *
+ * When an instance is given, as active, a task it holds a standby of, the standby is closed first
+ * (`release`): its checkpoint stays on disk and the active task restores from there.
+ */
+import { randomBytes } from 'node:crypto';
+import type { Consumer, Kafka } from 'kafkajs';
+import type { Logger } from 'pino';
+import type { RuntimeMetrics } from './metrics.js';
+import { toRawRecord } from './partition-reader.js';
+import type { TaskStateManager } from './state-manager.js';
+import { tpKey } from './state/checkpoint.js';
+import type { RawRecord } from './task.js';
+
+interface Follow {
+  topic: string;
+  /** next offset fetched (records below it are buffered or applied) */
+  fetched: number;
+  buffer: RawRecord[];
+  paused: boolean;
+}
+
+interface Standby {
+  partition: number;
+  state: TaskStateManager;
+  follows: Map<string, Follow>;
+  /** changelog offsets of the last commit, per changelog topic */
+  targets: Map<string, number>;
+  applied: number;
+}
+
+export interface StandbyStatus {
+  task: string;
+  partition: number;
+  /** per changelog topic: the offset the local copy is complete to, and the last commit's */
+  changelogs: { topic: string; position: number; committed: number | undefined; lag: number }[];
+  lag: number;
+  recordsApplied: number;
+}
+
+export interface StandbyManagerOptions {
+  kafka: Kafka;
+  applicationId: string;
+  instanceId: string;
+  /** every changelog topic of the topology (partition p belongs to task p) */
+  changelogTopics: string[];
+  /** opens the task's stores (at the targets of the last commit: state ahead of it is wiped) */
+  openState(partition: number): Promise<TaskStateManager>;
+  /** the changelog offsets of the last commit of these tasks (`topic:partition` -> offset) */
+  committedTargets(partitions: number[]): Promise<Map<number, Map<string, number>>>;
+  intervalMs?: number;
+  /** per changelog partition: pause fetching above this many buffered records */
+  maxBufferedRecords?: number;
+  metrics?: RuntimeMetrics;
+  logger?: Logger;
+}
+
+export class StandbyManager {
+  private readonly standbys = new Map<number, Standby>();
+  private consumer: Consumer | undefined;
+  private assigned = new Map<string, number[]>();
+  private timer: NodeJS.Timeout | undefined;
+  /** every change of the standby set, and every round, runs alone */
+  private chain: Promise<void> = Promise.resolve();
+  private closed = false;
+  private readonly maxBuffered: number;
+
+  constructor(private readonly opts: StandbyManagerOptions) {
+    this.maxBuffered = opts.maxBufferedRecords ?? 50_000;
+  }
+
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.chain.then(fn);
+    this.chain = run.then(
+      () => undefined,
+      (e) => {
+        this.opts.logger?.warn({ err: (e as Error).message }, 'standby step failed; retried at the next round');
+      },
+    );
+    return run;
+  }
+
+  /** The standby tasks this instance should hold now (from its latest assignment). */
+  update(partitions: number[]): Promise<void> {
+    return this.serial(async () => {
+      if (this.closed) return;
+      const want = new Set(partitions);
+      for (const p of [...this.standbys.keys()]) if (!want.has(p)) await this.closeOne(p, 'no longer assigned');
+      for (const p of want) {
+        if (this.standbys.has(p)) continue;
+        const state = await this.opts.openState(p);
+        const follows = new Map<string, Follow>();
+        for (const topic of state.changelogTopics())
+          follows.set(topic, { topic, fetched: state.position(topic) ?? 0, buffer: [], paused: false });
+        this.standbys.set(p, { partition: p, state, follows, targets: new Map(), applied: 0 });
+        this.opts.logger?.info({ task: `0_${p}` }, 'standby task opened');
+      }
+      this.opts.metrics?.standbyTasks.set(this.standbys.size);
+      if (this.standbys.size) {
+        await this.ensureConsumer();
+        this.reposition();
+        this.timer ??= setInterval(() => void this.serial(() => this.round()), this.opts.intervalMs ?? 1000);
+        this.timer.unref?.();
+      }
+    });
+  }
+
+  /** Closes the standby of a task about to become active here (its checkpoint stays). */
+  release(partition: number): Promise<void> {
+    if (!this.standbys.has(partition)) return this.chain;
+    return this.serial(() => this.closeOne(partition, 'becomes active'));
+  }
+
+  has(partition: number): boolean {
+    return this.standbys.has(partition);
+  }
+
+  /** The sum of a standby's positions (how caught up it is), for the assignor. */
+  offsetSum(partition: number): number | undefined {
+    const s = this.standbys.get(partition);
+    if (!s) return undefined;
+    let n = 0;
+    for (const f of s.follows.values()) n += s.state.position(f.topic) ?? 0;
+    return n;
+  }
+
+  status(): StandbyStatus[] {
+    return [...this.standbys.values()]
+      .sort((a, b) => a.partition - b.partition)
+      .map((s) => {
+        const changelogs = [...s.follows.values()].map((f) => {
+          const position = s.state.position(f.topic) ?? 0;
+          const committed = s.targets.get(f.topic);
+          return { topic: f.topic, position, committed, lag: Math.max(0, (committed ?? position) - position) };
+        });
+        return {
+          task: `0_${s.partition}`,
+          partition: s.partition,
+          changelogs,
+          lag: changelogs.reduce((n, c) => n + c.lag, 0),
+          recordsApplied: s.applied,
+        };
+      });
+  }
+
+  private async closeOne(partition: number, reason: string): Promise<void> {
+    const s = this.standbys.get(partition);
+    if (!s) return;
+    this.standbys.delete(partition);
+    try {
+      await s.state.checkpointPositions();
+    } finally {
+      await s.state.close();
+    }
+    this.opts.metrics?.standbyLag.remove({ task: `0_${partition}` });
+    this.opts.metrics?.standbyTasks.set(this.standbys.size);
+    this.reposition();
+    this.opts.logger?.info({ task: `0_${partition}`, reason }, 'standby task closed');
+  }
+
+  private async ensureConsumer(): Promise<void> {
+    if (this.consumer) return;
+    const c = this.opts.kafka.consumer({
+      // one member per process: a group of its own (a killed predecessor's member cannot share it)
+      groupId: `${this.opts.applicationId}-standby-${this.opts.instanceId}-${randomBytes(4).toString('hex')}`,
+      maxWaitTimeInMs: 200,
+      retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 },
+    });
+    this.consumer = c;
+    c.on(c.events.GROUP_JOIN, (e) => {
+      this.assigned = new Map(Object.entries(e.payload.memberAssignment));
+      this.reposition();
+    });
+    // batches of only control records reach no eachBatch
+    c.on(c.events.END_BATCH_PROCESS, (e) => {
+      const b = e.payload as { topic: string; partition: number; lastOffset: string };
+      const f = this.standbys.get(b.partition)?.follows.get(b.topic);
+      if (f) f.fetched = Math.max(f.fetched, Number(b.lastOffset) + 1);
+    });
+    await c.connect();
+    await c.subscribe({ topics: this.opts.changelogTopics, fromBeginning: true });
+    await c.run({
+      autoCommit: false,
+      partitionsConsumedConcurrently: 4,
+      eachBatch: async ({ batch }) => {
+        const f = this.standbys.get(batch.partition)?.follows.get(batch.topic);
+        if (!f) return;
+        for (const m of batch.messages) {
+          const off = Number(m.offset);
+          if (off >= f.fetched) f.buffer.push(toRawRecord(m));
+        }
+        f.fetched = Math.max(f.fetched, Number(batch.lastOffset()) + 1);
+        if (f.buffer.length > this.maxBuffered && !f.paused) {
+          f.paused = true;
+          c.pause([{ topic: f.topic, partitions: [batch.partition] }]);
+        }
+      },
+    });
+  }
+
+  /** Seeks the follower to every standby's positions; pauses the partitions without one. */
+  private reposition(): void {
+    const c = this.consumer;
+    if (!c || this.closed) return;
+    for (const [topic, partitions] of this.assigned) {
+      const idle: number[] = [];
+      for (const p of partitions) {
+        const s = this.standbys.get(p);
+        const f = s?.follows.get(topic);
+        if (!s || !f) {
+          idle.push(p);
+          continue;
+        }
+        if ((f as Follow & { seeked?: boolean }).seeked) continue;
+        (f as Follow & { seeked?: boolean }).seeked = true;
+        f.buffer = [];
+        f.fetched = s.state.position(topic) ?? 0;
+        c.seek({ topic, partition: p, offset: String(f.fetched) });
+        c.resume([{ topic, partitions: [p] }]);
+      }
+      if (idle.length) c.pause([{ topic, partitions: idle }]);
+    }
+  }
+
+  /** One round: the last commit's offsets, then everything buffered below them into the stores. */
+  private async round(): Promise<void> {
+    if (this.closed || !this.standbys.size) return;
+    const targets = await this.opts.committedTargets([...this.standbys.keys()]);
+    for (const s of this.standbys.values()) {
+      const t = targets.get(s.partition);
+      if (!t) continue;
+      let moved = false;
+      for (const f of s.follows.values()) {
+        const target = t.get(tpKey(f.topic, s.partition));
+        if (target === undefined) continue;
+        s.targets.set(f.topic, target);
+        const pos = s.state.position(f.topic) ?? 0;
+        const upTo = Math.min(target, f.fetched);
+        if (upTo <= pos) continue;
+        let n = 0;
+        while (n < f.buffer.length && f.buffer[n]!.offset < upTo) n++;
+        const records = f.buffer.splice(0, n).filter((r) => r.offset >= pos && r.key !== null);
+        await s.state.applyChangelog(f.topic, records, upTo);
+        s.applied += records.length;
+        this.opts.metrics?.standbyRecords.inc(records.length);
+        moved = true;
+        if (f.paused && f.buffer.length <= this.maxBuffered / 2) {
+          f.paused = false;
+          this.consumer?.resume([{ topic: f.topic, partitions: [s.partition] }]);
+        }
+      }
+      if (moved) await s.state.checkpointPositions();
+    }
+    for (const st of this.status()) this.opts.metrics?.standbyLag.set({ task: st.task }, st.lag);
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await this.serial(async () => {
+      this.closed = true;
+      if (this.timer) clearInterval(this.timer);
+      await this.consumer?.disconnect().catch(() => undefined);
+      for (const p of [...this.standbys.keys()]) await this.closeOne(p, 'shutdown').catch(() => undefined);
+    });
+  }
+}
