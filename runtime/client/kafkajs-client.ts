@@ -80,6 +80,8 @@ class KafkajsReader implements ClientReader {
   private stopped = false;
   private settle!: { resolve: () => void; reject: (e: unknown) => void };
   readonly done: Promise<void>;
+  /** resolves on the first join: kafkajs commits only as a member of the group */
+  private joined: Promise<void> | undefined;
 
   constructor(
     private readonly consumer: Consumer,
@@ -95,7 +97,10 @@ class KafkajsReader implements ClientReader {
     for (const f of from) this.positions.set(tpKey(f.topic, f.partition), { ...f });
     const topics = [...new Set(from.map((f) => f.topic))];
     const { consumer } = this;
+    let markJoined!: () => void;
+    this.joined = new Promise<void>((res) => (markJoined = res));
     consumer.on(consumer.events.GROUP_JOIN, (e) => {
+      markJoined();
       for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) {
         const unwanted = partitions.filter((p) => !this.positions.has(tpKey(topic, p)));
         if (unwanted.length) consumer.pause([{ topic, partitions: unwanted }]);
@@ -156,6 +161,8 @@ class KafkajsReader implements ClientReader {
   }
 
   async commit(offsets: readonly TopicPartitionOffset[]): Promise<void> {
+    if (!this.joined) throw new Error('kafkajs commits as a member of the group: start() the reader first');
+    await Promise.race([this.joined, this.done]);
     await this.consumer.commitOffsets(
       offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: String(o.offset) })),
     );

@@ -84,7 +84,11 @@ export interface ClientReader {
   start(from: readonly TopicPartitionOffset[], onBatch: (batch: PartitionBatch) => void | Promise<void>): void;
   /** settles when the reader has stopped */
   readonly done: Promise<void>;
-  /** commits `offset` (the next one to read) for each partition, in this reader's group */
+  /**
+   * Commits `offset` (the next one to read) for each partition, in this reader's group. Between
+   * start() and stop(): kafkajs commits only as a member of the group, which its reader becomes
+   * when started (the call waits for the join).
+   */
   commit(offsets: readonly TopicPartitionOffset[]): Promise<void>;
   /** the group's committed offsets of the partitions (-1 where none) */
   committed(partitions: readonly { topic: string; partition: number }[]): Promise<TopicPartitionOffset[]>;
