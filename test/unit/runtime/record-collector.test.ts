@@ -389,7 +389,9 @@ describe('KafkaRecordCollector', () => {
 
   it('picks the partition of a record without one from its key (murmur2) when the partition count is known', async () => {
     const fake = new FakeProducer();
-    const { c } = collector(fake, { limits: new TopicLimits(new Map([['t', { maxMessageBytes: 10_000, partitions: 6 }]])) });
+    const { c } = collector(fake, {
+      limits: new TopicLimits(new Map([['t', { maxMessageBytes: 10_000, partitions: 6 }]])),
+    });
     const keyed = rec('t', 1, 10, null);
     c.send(keyed);
     const unkeyed: OutgoingRecord = { topic: 't', key: null, value: Buffer.from('x'), timestamp: 1 };
