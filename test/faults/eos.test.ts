@@ -89,9 +89,11 @@ async function crashRun(guarantee: 'exactly_once' | 'at_least_once') {
   const admin = svc.kafka.admin();
   await admin.connect();
   const logDir = join(root, guarantee, 'logs');
+  const mine: ServiceInstance[] = [];
   const start = (name: string) => {
     const i = new ServiceInstance({ name, env: svc.env, stateDir: join(root, guarantee, 'state', name), logDir });
     instances.push(i);
+    mine.push(i);
     return i;
   };
   try {
@@ -119,7 +121,8 @@ async function crashRun(guarantee: 'exactly_once' | 'at_least_once') {
       await live[k]!.waitStarted(90_000);
     }
     const lagLeft = await waitDrained(svc, admin, 300_000);
-    const exited = instances.filter((i) => !i.running && i.exit?.signal !== 'SIGKILL').map((i) => i.name);
+    // instances that exited by themselves (not killed by the test)
+    const exited = mine.filter((i) => !i.running && i.exit?.signal !== 'SIGKILL').map((i) => i.name);
     await Promise.all(live.map((i) => i.stop()));
     const r = await checkRun(svc, admin, seeded, scenario.policies);
     console.log(
