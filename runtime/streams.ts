@@ -179,6 +179,8 @@ export class KafkaStreams {
   private reopenAfter: number | undefined;
   private recovering: Promise<void> | undefined;
   private standby: StandbyManager | undefined;
+  /** revoked tasks still closing (a standby of the same task waits for its stores) */
+  private readonly closing = new Map<number, Promise<void>>();
 
   constructor(
     readonly topology: Topology,
@@ -653,7 +655,12 @@ export class KafkaStreams {
       const h = this.tasks.get(p)!;
       this.tasks.delete(p);
       // suspended and committed before the join (or closed dirty if that failed)
-      void this.closeTask(h, h.task?.state === 'SUSPENDED' ? 'clean' : 'dirty', 'revoked');
+      const closed = this.closeTask(h, h.task?.state === 'SUSPENDED' ? 'clean' : 'dirty', 'revoked')
+        .catch(() => undefined)
+        .finally(() => {
+          if (this.closing.get(p) === closed) this.closing.delete(p);
+        });
+      this.closing.set(p, closed);
     }
     // kept tasks go on from their committed position: kafkajs fetches from there again
     for (const p of now) this.tasks.get(p)?.task?.resumeRunning();
@@ -731,6 +738,8 @@ export class KafkaStreams {
   /** A standby's stores: opened at the last commit's offsets (state ahead of them is wiped). */
   private async openStandbyState(partition: number): Promise<TaskStateManager> {
     const taskId = `0_${partition}`;
+    // the task was active here until this assignment: its stores close first
+    await this.closing.get(partition);
     const committed = await this.committedFor(partition);
     const state = new TaskStateManager({
       taskId,
@@ -1051,6 +1060,16 @@ export class KafkaStreams {
   private async onBatch({ batch }: EachBatchPayload): Promise<void> {
     const h = this.tasks.get(batch.partition);
     if (!h || h.closed) return;
+    try {
+      await this.queueBatch(h, batch);
+    } catch (e) {
+      // the task was closed meanwhile (revoked, shut down): its records are fetched again by its next owner
+      if (h.closed) return;
+      throw e;
+    }
+  }
+
+  private async queueBatch(h: TaskHandle, batch: EachBatchPayload['batch']): Promise<void> {
     const task = h.task ?? (await h.created);
     if (!task || h.closed || task.state === 'SUSPENDED' || task.state === 'CLOSED') return;
     const records = batch.messages.map(toRawRecord);
