@@ -436,7 +436,7 @@ export class KafkaRecordCollector implements RecordCollector {
     this.buffer.push(entry);
     this.sent++;
     this.unackedBytes += entry.accounted;
-    if (this.sending || this.scheduled) return;
+    if (this.sending || this.scheduled || this.held) return;
     // linger until the current macrotask ends, so one processed batch becomes one request
     this.scheduled = true;
     setImmediate(() => {
@@ -494,7 +494,28 @@ export class KafkaRecordCollector implements RecordCollector {
     return { record: out, bytes, accounted: entry.accounted, deadLetter: true };
   }
 
+  private held: { promise: Promise<void>; release: () => void } | undefined;
+
+  /**
+   * Exactly-once: while a transaction commits, records go on being collected but none is sent
+   * (they belong to the next transaction); `release()` lets them go.
+   */
+  hold(): void {
+    if (this.held) return;
+    let release!: () => void;
+    const promise = new Promise<void>((r) => (release = r));
+    this.held = { promise, release };
+  }
+
+  release(): void {
+    const h = this.held;
+    this.held = undefined;
+    h?.release();
+    if (this.buffer.length) void this.kick();
+  }
+
   private kick(): Promise<void> {
+    if (this.held && !this.sending) return this.held.promise;
     if (!this.sending && this.buffer.length && !this.failure) {
       this.sending = this.drain().finally(() => {
         this.sending = undefined;
@@ -510,7 +531,7 @@ export class KafkaRecordCollector implements RecordCollector {
    * so records for a partition are written in collection order and requests stay large.
    */
   private async drain(): Promise<void> {
-    while (this.buffer.length && !this.failure) {
+    while (this.buffer.length && !this.failure && !this.held) {
       const n = this.nextRequestSize();
       const batch = this.buffer.splice(0, n);
       try {

@@ -1237,7 +1237,11 @@ export class KafkaStreams {
         if (eos) {
           // one transaction per task: its records (sent and acknowledged in step 4) and its input
           // offsets with the metadata; a task whose producer was fenced or whose transaction the
-          // broker ended has lost its work since the last commit: every task is closed dirty
+          // broker ended has lost its work since the last commit: every task is closed dirty.
+          // Meanwhile the tasks go on processing into their write buffers and held collectors:
+          // nothing they produce is sent before the transaction is over (it is the next one's)
+          for (const h of live) h.collector?.hold();
+          resume();
           try {
             await Promise.all(
               live.map(async (h) => {
@@ -1272,7 +1276,10 @@ export class KafkaStreams {
         }
         throw e;
       } finally {
-        if (eos) resume();
+        if (eos) {
+          for (const h of live) h.collector?.release();
+          resume();
+        }
       }
       // 7.
       for (const h of live) if (!h.closed) await h.state!.commitLocal(positions.get(h)!);

@@ -404,6 +404,25 @@ describe('KafkaRecordCollector', () => {
     expect(c.ackedOffsets().has(`t:${keyed.partition}`)).toBe(true);
   });
 
+  it('holds records collected while a transaction commits and sends them on release', async () => {
+    const fake = new FakeProducer();
+    const { c } = collector(fake);
+    for (let i = 0; i < 3; i++) c.send(rec('out', i, 10));
+    await c.flush();
+    c.hold();
+    for (let i = 3; i < 6; i++) c.send(rec('out', i, 10));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(fake.log('out').map(seqOf)).toEqual([0, 1, 2]);
+    const flushed = c.flush();
+    let done = false;
+    void flushed.then(() => (done = true));
+    await new Promise((r) => setTimeout(r, 20));
+    expect(done).toBe(false);
+    c.release();
+    await flushed;
+    expect(fake.log('out').map(seqOf)).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
   it('fails with PRODUCE_TIMEOUT when retriable errors last longer than the delivery timeout', async () => {
     const fake = new FakeProducer();
     const { c } = collector(fake, { deliveryTimeoutMs: 30 });
