@@ -1149,7 +1149,11 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
       if (firstRestoreAt === undefined && restored > 0) firstRestoreAt = now;
       if (now - lastLogAt > 5000) {
         lastLogAt = now;
-        log(`${fmt(restored)} restored, RSS ${fmt(rss.maxMiB, 1)} MiB`);
+        const m = memoryFigures(s);
+        log(
+          `${fmt(restored)} restored, RSS max ${fmt(rss.maxMiB, 1)} MiB; heap ${m.heapUsedMiB}/${m.heapTotalMiB}, external ${m.externalMiB}, ` +
+            `RocksDB memtables ${m.rocksdbMemtablesMiB} MiB; load ${round(loadavg()[0]!, 2)}`,
+        );
       }
       return isRunning(s) && (await svc.ready());
     },
@@ -1223,8 +1227,13 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
         perSecond.push(round(((done() - lastSecEvents) * 1000) / (now - lastSecAt)));
         lastSecEvents = done();
         lastSecAt = now;
-        if (perSecond.length % 10 === 0)
-          log(`processed ${fmt(done())} events (${fmt(perSecond.at(-1)!)} /s), RSS max ${fmt(rss.maxMiB, 1)} MiB`);
+        if (perSecond.length % 10 === 0) {
+          const m = memoryFigures(s);
+          log(
+            `processed ${fmt(done())} events (${fmt(perSecond.at(-1)!)} /s), RSS max ${fmt(rss.maxMiB, 1)} MiB; ` +
+              `heap ${m.heapUsedMiB}/${m.heapTotalMiB}, external ${m.externalMiB}, RocksDB cache ${m.rocksdbBlockCacheMiB} memtables ${m.rocksdbMemtablesMiB} MiB; load ${round(loadavg()[0]!, 2)}`,
+          );
+        }
       }
       if (
         produced &&

@@ -155,7 +155,8 @@ async function startLocked(
     serdes,
     metrics,
     flags,
-    preferenceCacheEntries: cfg.preferenceCacheEntries,
+    preferenceCacheBytes: cfg.preferenceCacheBytes,
+    ...(cfg.preferenceCacheEntries !== undefined ? { preferenceCacheEntries: cfg.preferenceCacheEntries } : {}),
     parity: cfg.parity.enabled ? { windowMs: cfg.parity.windowMs } : false,
   });
   if (
@@ -178,6 +179,8 @@ async function startLocked(
       instanceId: cfg.instanceId,
       stateDir: join(cfg.stateDir),
       commitIntervalMs: cfg.commitIntervalMs,
+      rocksdbCacheBytes: cfg.rocksdb.cacheBytes,
+      rocksdbWriteBufferBytes: cfg.rocksdb.writeBufferBytes,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
       sessionTimeoutMs: cfg.sessionTimeoutMs,
       heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3))),

@@ -50,6 +50,7 @@ import { kafkaClientLogLevel, kafkaLogCreator } from './kafka-log.js';
 import { MapGlobalTable, type GlobalTableView } from './processor.js';
 import { KafkaRecordCollector, TopicLimits } from './record-collector.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
+import { StoreMemory } from './state/memory-budget.js';
 import { tpKey } from './state/checkpoint.js';
 import type { KeyValueStore } from './state/store.js';
 import { StreamTask } from './task.js';
@@ -194,6 +195,8 @@ export class KafkaStreams {
   }
 
   private advertised: string | undefined;
+  /** the memory budgets of this instance's stores (split over the partitions: see memory-budget.ts) */
+  private storeMemory: StoreMemory | undefined;
 
   /** The URL other instances use to reach this one (set before start when the port is dynamic). */
   setAdvertisedUrl(url: string): void {
@@ -714,6 +717,10 @@ export class KafkaStreams {
       stores,
       collector: this.collector!,
       cacheMaxEntries: this.config.cacheMaxEntries,
+      memory: (this.storeMemory ??= new StoreMemory(
+        { rocksdbCacheBytes: this.config.rocksdbCacheBytes, rocksdbWriteBufferBytes: this.config.rocksdbWriteBufferBytes },
+        () => this.partitionCount,
+      )),
       metrics: { opLatency: this.metrics.storeOpLatency },
       logger: this.logger,
     });
