@@ -156,7 +156,9 @@ function parseOptions(argv: string[]): Options | undefined {
   }
   const scenario = positionals[0];
   if (scenario !== 'throughput' && scenario !== 'latency' && scenario !== 'restore' && scenario !== 'memory')
-    throw new Error(`unknown scenario ${JSON.stringify(scenario)} (throughput, latency, restore or memory; see --help)`);
+    throw new Error(
+      `unknown scenario ${JSON.stringify(scenario)} (throughput, latency, restore or memory; see --help)`,
+    );
   const num = (name: string, v: string | undefined, def: number, min: number, int = true): number => {
     if (v === undefined) return def;
     const n = Number(v.replace(/_/g, ''));
@@ -1207,7 +1209,10 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
   const deadline = Date.now() + opts.timeoutS * 1000;
   let timedOut = false;
   const done = () =>
-    counts.decisions + counts.interactions + counts.deadMails + counts.deadInteractions -
+    counts.decisions +
+    counts.interactions +
+    counts.deadMails +
+    counts.deadInteractions -
     (base.decisions + base.interactions + base.deadMails + base.deadInteractions);
   for (;;) {
     svc.assertAlive();

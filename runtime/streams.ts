@@ -718,7 +718,10 @@ export class KafkaStreams {
       collector: this.collector!,
       cacheMaxEntries: this.config.cacheMaxEntries,
       memory: (this.storeMemory ??= new StoreMemory(
-        { rocksdbCacheBytes: this.config.rocksdbCacheBytes, rocksdbWriteBufferBytes: this.config.rocksdbWriteBufferBytes },
+        {
+          rocksdbCacheBytes: this.config.rocksdbCacheBytes,
+          rocksdbWriteBufferBytes: this.config.rocksdbWriteBufferBytes,
+        },
         () => this.partitionCount,
       )),
       metrics: { opLatency: this.metrics.storeOpLatency },

@@ -22,7 +22,7 @@ export function cacheEntryBytes(key: Buffer, value: Buffer | null, valueFactor =
  * A byte budget shared by several caches (e.g. one store's caches in every task of an instance):
  * each cache keeps itself within an equal share, `maxBytes / caches open`, so the caches together
  * stay within `maxBytes` however many tasks the instance holds. A cache that joins makes the
- * others shrink at their next access.
+ * others shrink at their next insertion (a read miss or a write; hits evict nothing).
  */
 export class CacheBudget {
   private readonly members = new Set<{ readonly cachedBytes: number }>();
@@ -141,7 +141,10 @@ export class CachingStore implements BytesStore {
     this.budget = opts.budget;
     this.valueBytesFactor = opts.valueBytesFactor ?? 1;
     if (!(this.valueBytesFactor >= 1)) {
-      throw new ConfigError('cacheValueBytesFactor', `must be >= 1 for store "${inner.name}", got ${this.valueBytesFactor}`);
+      throw new ConfigError(
+        'cacheValueBytesFactor',
+        `must be >= 1 for store "${inner.name}", got ${this.valueBytesFactor}`,
+      );
     }
     this.budget?.join(this);
     this.writeThrough = opts.writeThrough ?? false;
