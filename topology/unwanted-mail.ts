@@ -59,7 +59,14 @@ export interface MailTopologyOptions {
   parity?: Omit<ParityOptions, 'metrics' | 'flags'> | false;
 }
 
-export const DEFAULT_PREFERENCE_CACHE_BYTES = 64 * 1024 * 1024;
+const MiB = 1024 * 1024;
+/**
+ * The record caches are bounded in bytes per instance (shared by its tasks): preferences
+ * UM_PREFERENCE_CACHE_BYTES (default below), interaction dedupe 8 MiB, parity pairs 16 MiB,
+ * parity expiry 8 MiB (these three count key + value bytes + overhead: their decoded values are
+ * a few strings and numbers).
+ */
+export const DEFAULT_PREFERENCE_CACHE_BYTES = 64 * MiB;
 /**
  * A cached preference value keeps its decoded record alive (the metered store memoizes it): about
  * 4.5 × the Avro bytes on the heap (measured: 1,174 B for a 265-B record of 3-8 entries). So an
@@ -121,7 +128,7 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
     // write-through like the preferences, so that a crash never leaves a preference change
     // logged without the dedupe entry of the interaction that made it
     .store(
-      { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
+      { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxBytes: 8 * MiB, writeThrough: true },
       'learn',
     )
     .connect(PREFERENCES_STORE, 'learn')
@@ -146,12 +153,12 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
       .source('legacy-decisions', { topic: t.legacyDecisions, key: stringSerde, value: s.legacyDecisions })
       .processor('parity-legacy', () => new ParityProcessor('legacy', popts), 'legacy-decisions')
       .store(
-        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxEntries: 20_000 },
+        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxBytes: 16 * MiB },
         PARITY_NEW,
         'parity-legacy',
       )
       .store(
-        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 20_000 },
+        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxBytes: 8 * MiB },
         PARITY_NEW,
         'parity-legacy',
       )
