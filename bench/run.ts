@@ -86,6 +86,7 @@ Options
   --timeout S           give up a measurement after S seconds (default 900)
   --profile             run the service with node --cpu-prof and print its top functions
   --log-level L         service log level (default warn; its output goes to stderr)
+  --node-args "A B"     node flags for the service process (e.g. "--max-old-space-size=256")
   --no-record           do not append to bench/results.jsonl
   -h, --help            this text
 
@@ -122,6 +123,7 @@ interface Options {
   timeoutS: number;
   profile: boolean;
   logLevel: string;
+  nodeArgs: string[];
   record: boolean;
 }
 
@@ -146,6 +148,7 @@ function parseOptions(argv: string[]): Options | undefined {
       timeout: { type: 'string' },
       profile: { type: 'boolean' },
       'log-level': { type: 'string' },
+      'node-args': { type: 'string' },
       'no-record': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -191,6 +194,7 @@ function parseOptions(argv: string[]): Options | undefined {
     timeoutS: num('timeout', values.timeout, 900, 1),
     profile: values.profile ?? false,
     logLevel: values['log-level'] ?? 'warn',
+    nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
     record: !values['no-record'],
   };
 }
@@ -425,7 +429,10 @@ async function startService(b: Bench): Promise<Service> {
   const svc = spawnService({
     env: { ...b.serviceEnv, UM_HTTP_PORT: String(port) },
     httpPort: port,
-    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : [],
+    nodeArgs: [
+      ...b.opts.nodeArgs,
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : []),
+    ],
     onExit: (code, signal) => {
       exit = `exited with code ${code}${signal ? ` (${signal})` : ''}`;
     },
@@ -1316,9 +1323,12 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
     },
     servicePeakRssMiB: round(Math.max(restorePeakHwm, trafficPeakHwm ?? trafficPeakSampled), 1),
     stateDirMiB: round(stateBytes / MiB, 1),
-    serviceSettings: Object.fromEntries(
-      Object.entries(b.serviceEnv).filter(([k]) => /^UM_(ROCKSDB|PREFERENCE|NODE)_/.test(k) || k === 'NODE_OPTIONS'),
-    ),
+    serviceSettings: {
+      ...Object.fromEntries(
+        Object.entries(b.serviceEnv).filter(([k]) => /^UM_(ROCKSDB|PREFERENCE)_/.test(k) || k === 'NODE_OPTIONS'),
+      ),
+      ...(opts.nodeArgs.length ? { nodeArgs: opts.nodeArgs.join(' ') } : {}),
+    },
     ...(prof ? { profile: prof } : {}),
   };
 }
