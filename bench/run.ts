@@ -1,5 +1,5 @@
 /**
- * The benchmarks: `npx tsx bench/run.ts <throughput|latency|restore> [options]` (`--help`).
+ * The benchmarks: `npx tsx bench/run.ts <throughput|latency|restore|memory> [options]` (`--help`).
  *
  * Each scenario runs against a real broker and schema registry: a local stack started here
  * (scripts/kafka/local.ts) unless KAFKA_BROKERS and SCHEMA_REGISTRY_URL are set, with a unique
@@ -10,7 +10,7 @@
  * stopped and every temporary directory removed, also on Ctrl-C.
  */
 import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { arch, cpus, loadavg, platform, release, tmpdir, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,11 +63,18 @@ Scenarios
                   end-to-end dwell (probe receive - receivedAt) and service dwell (Decision.dwellMs)
   restore      produce --records preference records to user-preferences, start the service process
                with an empty state directory, time it until /readyz is 200 (records/s, RSS)
+  memory       one preference record for each of --mailboxes mailboxes (default 1,000,000; 3-8
+               entries), start the service with an empty state directory: restore time and RSS
+               during restore; then --events mail events (default 1,000,000, a scaled day, see
+               BENCHMARKS.md) over those mailboxes: peak RSS and events/s during the traffic
 
 Options
-  --events N            throughput: mail events to pre-produce (default 200000)
+  --events N            throughput: mail events to pre-produce (default 200000); memory: mail events
+                        produced once the service is ready (default 1000000)
   --seed-fraction F     share of mailboxes with seeded preferences (default 0.5)
-  --mailboxes N         mailboxes (default 20000)
+  --mailboxes N         mailboxes (default 20000; memory: 1000000)
+  --entries-min N       memory: fewest entries per preference record (default 3)
+  --entries-max N       memory: most entries per preference record (default 8)
   --tenants N           tenants (default 20)
   --rate N              latency: mail events per second (default 1000)
   --seconds N           latency: how long to produce through the service (default 60)
@@ -79,10 +86,12 @@ Options
   --timeout S           give up a measurement after S seconds (default 900)
   --profile             run the service with node --cpu-prof and print its top functions
   --log-level L         service log level (default warn; its output goes to stderr)
+  --node-args "A B"     node flags for the service process (e.g. "--max-old-space-size=256")
   --no-record           do not append to bench/results.jsonl
   -h, --help            this text
 
 Quick runs (a few minutes in all): --events 50000 | --seconds 20 --baseline-seconds 10 | --records 200000
+| memory --mailboxes 200000 --events 200000
 
 Environment
   KAFKA_BROKERS, SCHEMA_REGISTRY_URL   use an existing cluster and registry instead of a local stack
@@ -94,7 +103,7 @@ Environment
                                        UM_INSTANCE_ID, UM_PARTITIONS, UM_HTTP_HOST/PORT, UM_LOG_LEVEL)
 `;
 
-type Scenario = 'throughput' | 'latency' | 'restore';
+type Scenario = 'throughput' | 'latency' | 'restore' | 'memory';
 
 interface Options {
   scenario: Scenario;
@@ -107,11 +116,14 @@ interface Options {
   baselineSeconds: number;
   records: number;
   distinct: number;
+  entriesMin: number;
+  entriesMax: number;
   partitions: number;
   seed: number;
   timeoutS: number;
   profile: boolean;
   logLevel: string;
+  nodeArgs: string[];
   record: boolean;
 }
 
@@ -129,11 +141,14 @@ function parseOptions(argv: string[]): Options | undefined {
       'baseline-seconds': { type: 'string' },
       records: { type: 'string' },
       distinct: { type: 'string' },
+      'entries-min': { type: 'string' },
+      'entries-max': { type: 'string' },
       partitions: { type: 'string' },
       seed: { type: 'string' },
       timeout: { type: 'string' },
       profile: { type: 'boolean' },
       'log-level': { type: 'string' },
+      'node-args': { type: 'string' },
       'no-record': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -143,8 +158,10 @@ function parseOptions(argv: string[]): Options | undefined {
     return undefined;
   }
   const scenario = positionals[0];
-  if (scenario !== 'throughput' && scenario !== 'latency' && scenario !== 'restore')
-    throw new Error(`unknown scenario ${JSON.stringify(scenario)} (throughput, latency or restore; see --help)`);
+  if (scenario !== 'throughput' && scenario !== 'latency' && scenario !== 'restore' && scenario !== 'memory')
+    throw new Error(
+      `unknown scenario ${JSON.stringify(scenario)} (throughput, latency, restore or memory; see --help)`,
+    );
   const num = (name: string, v: string | undefined, def: number, min: number, int = true): number => {
     if (v === undefined) return def;
     const n = Number(v.replace(/_/g, ''));
@@ -155,22 +172,29 @@ function parseOptions(argv: string[]): Options | undefined {
   const records = num('records', values.records, 1_000_000, 1);
   const seedFraction = num('seed-fraction', values['seed-fraction'], 0.5, 0, false);
   if (seedFraction > 1) throw new Error('--seed-fraction must be within 0..1');
+  const memory = scenario === 'memory';
+  const entriesMin = num('entries-min', values['entries-min'], 3, 1);
+  const entriesMax = num('entries-max', values['entries-max'], Math.max(8, entriesMin), 1);
+  if (entriesMax < entriesMin) throw new Error('--entries-max must be >= --entries-min');
   return {
     scenario,
-    events: num('events', values.events, 200_000, 1),
+    events: num('events', values.events, memory ? 1_000_000 : 200_000, 1),
     seedFraction,
-    mailboxes: num('mailboxes', values.mailboxes, 20_000, 1),
+    mailboxes: num('mailboxes', values.mailboxes, memory ? 1_000_000 : 20_000, 1),
     tenants: num('tenants', values.tenants, 20, 1),
     rate: num('rate', values.rate, 1000, 1),
     seconds: num('seconds', values.seconds, 60, 1),
     baselineSeconds: num('baseline-seconds', values['baseline-seconds'], 15, 0),
     records,
     distinct: num('distinct', values.distinct, Math.max(1, Math.ceil(records / 2)), 1),
+    entriesMin,
+    entriesMax,
     partitions: num('partitions', values.partitions, 6, 1),
     seed: num('seed', values.seed, 42, 0),
     timeoutS: num('timeout', values.timeout, 900, 1),
     profile: values.profile ?? false,
     logLevel: values['log-level'] ?? 'warn',
+    nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
     record: !values['no-record'],
   };
 }
@@ -405,7 +429,10 @@ async function startService(b: Bench): Promise<Service> {
   const svc = spawnService({
     env: { ...b.serviceEnv, UM_HTTP_PORT: String(port) },
     httpPort: port,
-    nodeArgs: profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : [],
+    nodeArgs: [
+      ...b.opts.nodeArgs,
+      ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : []),
+    ],
     onExit: (code, signal) => {
       exit = `exited with code ${code}${signal ? ` (${signal})` : ''}`;
     },
@@ -1016,6 +1043,297 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// memory: 1M mailboxes of preferences restored, then a (scaled) day of traffic over them
+
+/** VmRSS of a process, sampled every `everyMs`; the highest value since the last `mark()`. */
+class RssWatch {
+  private timer: NodeJS.Timeout | undefined;
+  maxMiB = 0;
+  constructor(private readonly pid: number) {}
+  private read(): number | undefined {
+    try {
+      const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${this.pid}/status`, 'utf8'));
+      return m ? Number(m[1]) / 1024 : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+  start(everyMs = 100): this {
+    this.timer = setInterval(() => this.sample(), everyMs);
+    this.timer.unref();
+    return this;
+  }
+  sample(): void {
+    const v = this.read();
+    if (v !== undefined && v > this.maxMiB) this.maxMiB = v;
+  }
+  /** starts a new phase: the sampled maximum and the kernel's VmHWM (if allowed) start over */
+  mark(): { hwmReset: boolean } {
+    this.maxMiB = 0;
+    this.sample();
+    try {
+      // "5" resets the peak RSS (VmHWM) to the current RSS (Linux >= 4.0, same user)
+      writeFileSync(`/proc/${this.pid}/clear_refs`, '5');
+      return { hwmReset: true };
+    } catch {
+      return { hwmReset: false };
+    }
+  }
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+}
+
+/** The service's memory as it reports it on /metrics (prom-client's process and heap gauges, RocksDB). */
+function memoryFigures(s: readonly PromSample[]): Record<string, number> {
+  const mib = (name: string, f?: (l: Record<string, string>) => boolean) => round(sumOf(s, name, f) / MiB, 1);
+  return {
+    heapUsedMiB: mib('um_nodejs_heap_size_used_bytes'),
+    heapTotalMiB: mib('um_nodejs_heap_size_total_bytes'),
+    externalMiB: mib('um_nodejs_external_memory_bytes'),
+    rocksdbBlockCacheMiB: mib('um_rocksdb_memory_bytes', (l) => l.kind === 'block_cache'),
+    rocksdbMemtablesMiB: mib('um_rocksdb_memory_bytes', (l) => l.kind === 'memtables'),
+    rocksdbTableReadersMiB: mib('um_rocksdb_memory_bytes', (l) => l.kind === 'table_readers'),
+    rocksdbInstances: sumOf(s, 'um_rocksdb_open_stores'),
+  };
+}
+
+/** The largest value of each figure over several readings. */
+function maxOf(a: Record<string, number> | undefined, b: Record<string, number>): Record<string, number> {
+  if (!a) return { ...b };
+  const out = { ...a };
+  for (const [k, v] of Object.entries(b)) out[k] = Math.max(out[k] ?? 0, v);
+  return out;
+}
+
+async function memory(b: Bench): Promise<Record<string, unknown>> {
+  const { opts, topics, workload } = b;
+  const traffic = producerFor(b);
+  const policies = await traffic.seed(0); // tenant policies only
+  const mailboxes = workload.mailboxIds.length;
+  log(`producing one preference record per mailbox: ${fmt(mailboxes)} (${opts.entriesMin}-${opts.entriesMax} entries)`);
+  let t = performance.now();
+  let lastLog = 0;
+  const seeded = await traffic.producePreferences(
+    workload.allPreferences(Date.now(), opts.entriesMin, opts.entriesMax),
+    {
+      batchSize: 10_000,
+      inFlight: 8,
+      onProgress: (n) => {
+        if (performance.now() - lastLog > 5000) {
+          lastLog = performance.now();
+          log(`produced ${fmt(n)} / ${fmt(mailboxes)}`);
+        }
+      },
+    },
+  );
+  const seedSecs = (performance.now() - t) / 1000;
+  log(
+    `produced ${fmt(seeded.records)} preference records (${fmt(seeded.bytes / MiB, 1)} MiB, avg ${fmt(seeded.bytes / seeded.records)} B) ` +
+      `in ${seedSecs.toFixed(1)}s; starting the service process with an empty state dir`,
+  );
+
+  // --- phase 1: restore into an empty state directory
+  const loadAvg1mBefore = loadNow('the restore');
+  const svc = await startService(b);
+  t = svc.spawnedAt;
+  const rss = new RssWatch(svc.pid).start();
+  b.cleanups.push(async () => rss.stop());
+  let httpUpAt: number | undefined;
+  let firstRestoreAt: number | undefined;
+  let lastLogAt = performance.now();
+  let restored = 0;
+  let restoreMem: Record<string, number> | undefined;
+  await waitFor(
+    'ready (/readyz 200)',
+    opts.timeoutS * 1000,
+    async () => {
+      svc.assertAlive();
+      const s = await svc.metrics();
+      if (!s) return false;
+      const now = performance.now();
+      httpUpAt ??= now;
+      restored = sumOf(s, 'um_restore_records_total');
+      restoreMem = maxOf(restoreMem, memoryFigures(s));
+      if (firstRestoreAt === undefined && restored > 0) firstRestoreAt = now;
+      if (now - lastLogAt > 5000) {
+        lastLogAt = now;
+        const m = memoryFigures(s);
+        log(
+          `${fmt(restored)} restored, RSS max ${fmt(rss.maxMiB, 1)} MiB; heap ${m.heapUsedMiB}/${m.heapTotalMiB}, external ${m.externalMiB}, ` +
+            `RocksDB memtables ${m.rocksdbMemtablesMiB} MiB; load ${round(loadavg()[0]!, 2)}`,
+        );
+      }
+      return isRunning(s) && (await svc.ready());
+    },
+    100,
+  );
+  const readyAt = performance.now();
+  svc.proc.sample();
+  rss.sample();
+  const restoreSecs = (readyAt - t) / 1000;
+  const restoreCpuSecs = svc.proc.cpuSeconds;
+  const restorePeakHwm = svc.proc.peakRssMiB;
+  const restorePeakSampled = rss.maxMiB;
+  const afterRestore = await svc.metrics();
+  restored = sumOf(afterRestore ?? [], 'um_restore_records_total');
+  const rssAtReady = svc.proc.rssMiB;
+  const loadAtReady = round(loadavg()[0]!, 2);
+  log(
+    `ready after ${restoreSecs.toFixed(1)}s: ${fmt(restored)} records restored; peak RSS ${fmt(restorePeakHwm, 1)} MiB (load ${loadAtReady})`,
+  );
+
+  // --- phase 2: the traffic, produced while the service runs
+  const { hwmReset } = rss.mark();
+  const loadAvg1mBeforeTraffic = loadNow('the traffic');
+  const touched = new Uint8Array(mailboxes);
+  const nextMail = workload.nextMail.bind(workload);
+  workload.nextMail = (now?: number) => {
+    const m = nextMail(now);
+    touched[Number(m.mailboxId.slice(4)) - 1] = 1;
+    return m;
+  };
+  const cpu0 = svc.proc.cpuSeconds;
+  const trafficStart = performance.now();
+  let produced: { mails: number; interactions: number } | undefined;
+  let produceError: Error | undefined;
+  const producing = traffic
+    .produceMany(opts.events, { batchSize: 2000, inFlight: 4 })
+    .then((r) => {
+      produced = r;
+      log(`produced ${fmt(r.mails)} mail events + ${fmt(r.interactions)} interactions`);
+    })
+    .catch((e: Error) => {
+      produceError = e;
+    });
+  let counts = { decisions: 0, interactions: 0, deadMails: 0, deadInteractions: 0 };
+  const base = processedCounts(afterRestore ?? [], topics);
+  let trafficMem: Record<string, number> | undefined;
+  let lastSample: PromSample[] | undefined;
+  const perSecond: number[] = [];
+  let lastSecAt = trafficStart;
+  let lastSecEvents = 0;
+  const deadline = Date.now() + opts.timeoutS * 1000;
+  let timedOut = false;
+  const done = () =>
+    counts.decisions +
+    counts.interactions +
+    counts.deadMails +
+    counts.deadInteractions -
+    (base.decisions + base.interactions + base.deadMails + base.deadInteractions);
+  for (;;) {
+    svc.assertAlive();
+    if (produceError) throw produceError;
+    if (Date.now() > deadline) {
+      timedOut = true;
+      log(`timed out after ${opts.timeoutS}s`);
+      break;
+    }
+    const s = await svc.metrics();
+    const now = performance.now();
+    if (s) {
+      lastSample = s;
+      counts = processedCounts(s, topics);
+      trafficMem = maxOf(trafficMem, memoryFigures(s));
+      if (now - lastSecAt >= 1000) {
+        perSecond.push(round(((done() - lastSecEvents) * 1000) / (now - lastSecAt)));
+        lastSecEvents = done();
+        lastSecAt = now;
+        if (perSecond.length % 10 === 0) {
+          const m = memoryFigures(s);
+          log(
+            `processed ${fmt(done())} events (${fmt(perSecond.at(-1)!)} /s), RSS max ${fmt(rss.maxMiB, 1)} MiB; ` +
+              `heap ${m.heapUsedMiB}/${m.heapTotalMiB}, external ${m.externalMiB}, RocksDB cache ${m.rocksdbBlockCacheMiB} memtables ${m.rocksdbMemtablesMiB} MiB; load ${round(loadavg()[0]!, 2)}`,
+          );
+        }
+      }
+      if (
+        produced &&
+        counts.decisions + counts.deadMails - base.decisions - base.deadMails >= produced.mails &&
+        counts.interactions + counts.deadInteractions - base.interactions - base.deadInteractions >=
+          produced.interactions
+      )
+        break;
+    }
+    await sleep(250);
+  }
+  const trafficEnd = performance.now();
+  await producing;
+  svc.proc.sample();
+  rss.sample();
+  const trafficSecs = (trafficEnd - trafficStart) / 1000;
+  const trafficCpuSecs = svc.proc.cpuSeconds - cpu0;
+  const trafficPeakHwm = hwmReset ? svc.proc.hwmNowMiB() : undefined;
+  const trafficPeakSampled = rss.maxMiB;
+  const rssAtEnd = svc.proc.rssMiB;
+  const endMem = lastSample ? memoryFigures(lastSample) : undefined;
+  const loadAtEnd = round(loadavg()[0]!, 2);
+  rss.stop();
+  const prof = await stopService(svc);
+  const stateBytes = dirSize(b.stateDir);
+  let touchedCount = 0;
+  for (const x of touched) touchedCount += x;
+  const events = done();
+  const p = produced ?? { mails: 0, interactions: 0 };
+  return {
+    loadAvg1mBefore,
+    mailboxes,
+    preferenceRecords: seeded.records,
+    entriesPerRecord: { min: opts.entriesMin, max: opts.entriesMax },
+    avgRecordBytes: round(seeded.bytes / seeded.records),
+    seedSeconds: round(seedSecs, 1),
+    tenantPolicies: policies.policies,
+    service: { command: 'node bin/um.mjs run', pid: svc.pid },
+    restore: {
+      secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
+      secondsToFirstRestored: firstRestoreAt !== undefined ? round((firstRestoreAt - t) / 1000, 2) : null,
+      secondsToReady: round(restoreSecs, 2),
+      restoredRecords: restored,
+      restoredPerSecFromProcessStart: round(restored / restoreSecs),
+      restoredPerSecFromFirstRecord:
+        firstRestoreAt !== undefined ? round(restored / ((readyAt - firstRestoreAt) / 1000)) : null,
+      servicePeakRssMiB: round(restorePeakHwm, 1),
+      servicePeakRssSampledMiB: round(restorePeakSampled, 1),
+      serviceRssAtReadyMiB: round(rssAtReady, 1),
+      serviceCpuCores: round(restoreCpuSecs / restoreSecs, 2),
+      serviceMemoryMax: restoreMem ?? null,
+      loadAvg1mAtReady: loadAtReady,
+    },
+    traffic: {
+      loadAvg1mBefore: loadAvg1mBeforeTraffic,
+      loadAvg1mAtEnd: loadAtEnd,
+      mails: p.mails,
+      interactions: p.interactions,
+      distinctMailboxes: touchedCount,
+      timedOut,
+      eventsProcessed: events,
+      seconds: round(trafficSecs, 2),
+      eventsPerSec: round(events / trafficSecs),
+      perSecond: (() => {
+        const xs = [...perSecond].sort((a, c) => a - c);
+        return { min: xs[0] ?? 0, median: xs[xs.length >> 1] ?? 0, max: xs.at(-1) ?? 0 };
+      })(),
+      deadLetters: counts.deadMails + counts.deadInteractions - base.deadMails - base.deadInteractions,
+      servicePeakRssMiB: trafficPeakHwm !== undefined ? round(trafficPeakHwm, 1) : null,
+      servicePeakRssSampledMiB: round(trafficPeakSampled, 1),
+      serviceRssAtEndMiB: round(rssAtEnd, 1),
+      serviceCpuCores: round(trafficCpuSecs / trafficSecs, 2),
+      serviceMemoryMax: trafficMem ?? null,
+      serviceMemoryAtEnd: endMem ?? null,
+    },
+    servicePeakRssMiB: round(Math.max(restorePeakHwm, trafficPeakHwm ?? trafficPeakSampled), 1),
+    stateDirMiB: round(stateBytes / MiB, 1),
+    serviceSettings: {
+      ...Object.fromEntries(
+        Object.entries(b.serviceEnv).filter(([k]) => /^UM_(ROCKSDB|PREFERENCE)_/.test(k) || k === 'NODE_OPTIONS'),
+      ),
+      ...(opts.nodeArgs.length ? { nodeArgs: opts.nodeArgs.join(' ') } : {}),
+    },
+    ...(prof ? { profile: prof } : {}),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // output
 
 function summary(scenario: Scenario, r: Record<string, unknown>): string {
@@ -1066,6 +1384,30 @@ function summary(scenario: Scenario, r: Record<string, unknown>): string {
       `service CPU / RSS  ${g('serviceCpuCores')} cores while producing; peak RSS ${fmt(g('servicePeakRssMiB'), 1)} MiB`,
       `bench CPU          ${g('benchCpuCores')} cores (producer and probe)`,
     );
+  } else if (scenario === 'memory') {
+    type Mem = Record<string, number> | null;
+    const rs = g('restore') as Record<string, unknown>;
+    const tr = g('traffic') as Record<string, unknown>;
+    const mem = (m: Mem) =>
+      m
+        ? `heap used ${fmt(m.heapUsedMiB!, 1)} / total ${fmt(m.heapTotalMiB!, 1)} MiB, external ${fmt(m.externalMiB!, 1)} MiB, RocksDB (${m.rocksdbInstances} instances) block cache ${fmt(m.rocksdbBlockCacheMiB!, 1)} + memtables ${fmt(m.rocksdbMemtablesMiB!, 1)} + table readers ${fmt(m.rocksdbTableReadersMiB!, 1)} MiB`
+        : '-';
+    const ps = tr.perSecond as { min: number; median: number; max: number };
+    lines.push(
+      `settings           ${JSON.stringify(g('serviceSettings'))}`,
+      `preferences        ${fmt(g('preferenceRecords'))} records, one per mailbox (${fmt(g('mailboxes'))}), ${(g('entriesPerRecord') as { min: number }).min}-${(g('entriesPerRecord') as { max: number }).max} entries, avg ${g('avgRecordBytes')} B`,
+      `RESTORE            ready ${rs.secondsToReady} s after spawn (HTTP up ${rs.secondsToHttp} s, first record restored ${rs.secondsToFirstRestored} s); load ${g('loadAvg1mBefore')} before, ${rs.loadAvg1mAtReady} at ready`,
+      `  restored         ${fmt(rs.restoredRecords as number)} records: ${fmt(rs.restoredPerSecFromProcessStart as number)} /s from process start, ${fmt(rs.restoredPerSecFromFirstRecord as number)} /s from the first record`,
+      `  RSS              peak ${fmt(rs.servicePeakRssMiB as number, 1)} MiB (VmHWM; sampled max ${fmt(rs.servicePeakRssSampledMiB as number, 1)}), ${fmt(rs.serviceRssAtReadyMiB as number, 1)} MiB at ready; CPU ${rs.serviceCpuCores} cores`,
+      `  memory (max)     ${mem(rs.serviceMemoryMax as Mem)}`,
+      `TRAFFIC            ${fmt(tr.mails as number)} mail events + ${fmt(tr.interactions as number)} interactions over ${fmt(tr.distinctMailboxes as number)} distinct mailboxes, produced while the service runs; load ${tr.loadAvg1mBefore} before, ${tr.loadAvg1mAtEnd} at the end${tr.timedOut ? '  TIMED OUT' : ''}`,
+      `  events/s         ${fmt(tr.eventsPerSec as number)} (${fmt(tr.eventsProcessed as number)} events in ${tr.seconds} s); 1-s windows min/median/max ${fmt(ps.min)}/${fmt(ps.median)}/${fmt(ps.max)}; ${fmt(tr.deadLetters as number)} dead letters`,
+      `  RSS              peak ${tr.servicePeakRssMiB === null ? '-' : fmt(tr.servicePeakRssMiB as number, 1)} MiB (VmHWM reset at ready; sampled max ${fmt(tr.servicePeakRssSampledMiB as number, 1)}), ${fmt(tr.serviceRssAtEndMiB as number, 1)} MiB at the end; CPU ${tr.serviceCpuCores} cores`,
+      `  memory (max)     ${mem(tr.serviceMemoryMax as Mem)}`,
+      `  memory (end)     ${mem(tr.serviceMemoryAtEnd as Mem)}`,
+      `PEAK RSS           ${fmt(g('servicePeakRssMiB'), 1)} MiB over the whole run`,
+      `state dir          ${fmt(g('stateDirMiB'), 1)} MiB on disk`,
+    );
   } else {
     const a = g('afterReady') as {
       tableSourceRecordsConsumed: number;
@@ -1115,7 +1457,7 @@ async function main(): Promise<number> {
   const load0 = round(loadavg()[0]!, 2);
   try {
     const b = await setUp(opts, cleanups);
-    const run = { throughput, latency, restore }[opts.scenario];
+    const run = { throughput, latency, restore, memory }[opts.scenario];
     const result = await run(b);
     const { profile, ...figures } = result as { profile?: unknown } & Record<string, unknown>;
     const line = {

@@ -131,6 +131,14 @@ export class ProcSampler {
       // the process has exited: keep the last values
     }
   }
+  /** the kernel's VmHWM now (it can be reset through /proc/<pid>/clear_refs), in MiB; NaN once exited */
+  hwmNowMiB(): number {
+    try {
+      return parseProcStatus(readFileSync(`/proc/${this.pid}/status`, 'utf8')).vmHwmKiB / 1024;
+    } catch {
+      return NaN;
+    }
+  }
   stop(): void {
     this.sample();
     if (this.timer) clearInterval(this.timer);

@@ -28,6 +28,8 @@ import { applyOffsetResetForNewGroup } from './reset.js';
 import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 import { createIngest, IngestMetrics, Mirror, type Ingest } from './ingest.js';
 
+/** fetched bytes a task buffers per source partition before fetching pauses (see issue 11) */
+export const SOURCE_BUFFER_BYTES_PER_PARTITION = 1024 * 1024;
 export interface App {
   streams: KafkaStreams;
   flags: RolloutFlagBook;
@@ -155,7 +157,8 @@ async function startLocked(
     serdes,
     metrics,
     flags,
-    preferenceCacheEntries: cfg.preferenceCacheEntries,
+    preferenceCacheBytes: cfg.preferenceCacheBytes,
+    ...(cfg.preferenceCacheEntries !== undefined ? { preferenceCacheEntries: cfg.preferenceCacheEntries } : {}),
     parity: cfg.parity.enabled ? { windowMs: cfg.parity.windowMs } : false,
   });
   if (
@@ -180,6 +183,12 @@ async function startLocked(
       commitIntervalMs: cfg.commitIntervalMs,
       transactionTimeoutMs: cfg.transactionTimeoutMs,
       numStandbyReplicas: cfg.numStandbyReplicas,
+      rocksdbCacheBytes: cfg.rocksdb.cacheBytes,
+      // fetched records waiting per source partition (4 topics × partitions of them): as kafkajs
+      // objects they take several times their bytes, and their Buffers keep whole fetch responses
+      // alive; the runtime's 4 MiB default let a backlog hold hundreds of MiB (issue 11)
+      maxBufferedBytesPerPartition: SOURCE_BUFFER_BYTES_PER_PARTITION,
+      rocksdbWriteBufferBytes: cfg.rocksdb.writeBufferBytes,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
       sessionTimeoutMs: cfg.sessionTimeoutMs,
       heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3))),

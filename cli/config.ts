@@ -55,7 +55,14 @@ export const SETTINGS = {
   UM_PROCESSING_GUARANTEE:
     'at_least_once (default) or exactly_once (one Kafka transaction per task and commit: outputs, changelogs and input offsets).',
   UM_DEFAULT_MODE: 'Rollout mode of a tenant without a flag: OFF | SHADOW (default) | LIVE.',
-  UM_PREFERENCE_CACHE_ENTRIES: 'Preference records cached per task (default 20000).',
+  UM_PREFERENCE_CACHE_BYTES:
+    'Memory of the preference cache of the whole instance, shared by its tasks (default 64MiB; 0 disables it). An entry counts as its key + 5.5 × its Avro bytes + 280 B: the decoded record kept with a cached value is about 4.5 × its Avro size. Bytes, or with KiB/MiB/GiB.',
+  UM_PREFERENCE_CACHE_ENTRIES:
+    'Deprecated (use UM_PREFERENCE_CACHE_BYTES): also bounds the preference records cached per task; unset by default (0 disables the cache).',
+  UM_ROCKSDB_CACHE_BYTES:
+    'RocksDB block cache of the whole instance (default 32MiB), split evenly over its RocksDB stores (stores per task × partitions: the rocksdb binding gives every store a cache of its own). Bytes, or with KiB/MiB/GiB.',
+  UM_ROCKSDB_WRITE_BUFFER_BYTES:
+    'RocksDB memtables of the whole instance (default 48MiB), split the same way; each store keeps up to 2 memtables of its share / 2 (at least 256KiB). Bytes, or with KiB/MiB/GiB.',
   UM_PARITY: 'true (default) to pair new decisions with legacy-decisions; false leaves legacy-decisions unread.',
   UM_PARITY_WINDOW_MS: 'Parity pairing window in event time, either order (default 600000 = 10 minutes).',
   UM_INGEST_MAX_BATCH: 'Most events one POST /v1/mail-events may carry (default 1000).',
@@ -78,6 +85,18 @@ const int = (min: number, max: number) =>
     .regex(/^-?\d+$/, 'must be an integer')
     .transform(Number)
     .pipe(z.number().int().min(min).max(max));
+
+const UNITS: Record<string, number> = { '': 1, KiB: 1024, MiB: 1024 ** 2, GiB: 1024 ** 3 };
+/** a byte size: an integer, optionally with KiB, MiB or GiB */
+const byteSize = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+\s*(KiB|MiB|GiB)?$/, 'must be a number of bytes, optionally with KiB, MiB or GiB (e.g. 64MiB)')
+    .transform((v) => {
+      const m = /^(\d+)\s*(KiB|MiB|GiB)?$/.exec(v)!;
+      return Number(m[1]) * UNITS[m[2] ?? '']!;
+    })
+    .pipe(z.number().int().min(min, `must be at least ${min} bytes`).max(max, `must be at most ${max} bytes`));
 
 const schema = z.object({
   KAFKA_BROKERS: z
@@ -136,7 +155,10 @@ const schema = z.object({
   UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
   UM_NUM_STANDBY_REPLICAS: int(0, 10).default('0'),
   UM_DEFAULT_MODE: z.enum(['OFF', 'SHADOW', 'LIVE']).default('SHADOW'),
-  UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).default('20000'),
+  UM_PREFERENCE_CACHE_ENTRIES: int(0, 10_000_000).optional(),
+  UM_PREFERENCE_CACHE_BYTES: byteSize(0, 64 * 1024 ** 3).default('64MiB'),
+  UM_ROCKSDB_CACHE_BYTES: byteSize(0, 64 * 1024 ** 3).default('32MiB'),
+  UM_ROCKSDB_WRITE_BUFFER_BYTES: byteSize(1024 * 1024, 64 * 1024 ** 3).default('48MiB'),
   UM_PARITY: bool.default('true'),
   UM_PARITY_WINDOW_MS: int(1000, 7 * 86_400_000).default('600000'),
   UM_INGEST_MAX_BATCH: int(1, 100_000).default('1000'),
@@ -183,7 +205,12 @@ export interface AppConfig {
   readonly sessionTimeoutMs: number;
   readonly processingGuarantee: 'at_least_once' | 'exactly_once';
   readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
-  readonly preferenceCacheEntries: number;
+  /** per task; undefined: only the byte bound */
+  readonly preferenceCacheEntries: number | undefined;
+  /** the instance's preference cache, shared by its tasks */
+  readonly preferenceCacheBytes: number;
+  /** the instance's RocksDB block cache and memtables, split over its stores */
+  readonly rocksdb: { readonly cacheBytes: number; readonly writeBufferBytes: number };
   readonly parity: { readonly enabled: boolean; readonly windowMs: number };
   readonly ingest: { readonly maxBatch: number; readonly maxInFlight: number };
   readonly mirror: { readonly url: string | undefined; readonly percent: number; readonly token?: string };
@@ -310,6 +337,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     processingGuarantee: c.UM_PROCESSING_GUARANTEE,
     defaultMode: c.UM_DEFAULT_MODE,
     preferenceCacheEntries: c.UM_PREFERENCE_CACHE_ENTRIES,
+    preferenceCacheBytes: c.UM_PREFERENCE_CACHE_BYTES,
+    rocksdb: { cacheBytes: c.UM_ROCKSDB_CACHE_BYTES, writeBufferBytes: c.UM_ROCKSDB_WRITE_BUFFER_BYTES },
     parity: { enabled: c.UM_PARITY, windowMs: c.UM_PARITY_WINDOW_MS },
     ingest: { maxBatch: c.UM_INGEST_MAX_BATCH, maxInFlight: c.UM_INGEST_MAX_IN_FLIGHT },
     mirror: {

@@ -495,13 +495,35 @@ export class Workload {
     }
   }
 
-  /** One valid UserPreferences record (§4) with 3..8 entries. */
-  preferencesFor(mailboxId: string, tenantId: string, version: number, at: number, r: () => number): UserPreferences {
-    const n = 3 + Math.floor(r() * 6);
-    const entries: PreferenceEntry[] = [];
+  /**
+   * One preference record (version 1) for EVERY mailbox of the workload, in mailbox order, with
+   * `entriesMin`..`entriesMax` entries each (default 3..8), as of `at`. A generator: a million
+   * records are never held at once. Deterministic for (seed, at, entriesMin, entriesMax).
+   */
+  *allPreferences(at: number, entriesMin = 3, entriesMax = 8): Generator<UserPreferences> {
+    if (!(entriesMin >= 1 && entriesMax >= entriesMin)) throw new RangeError('need 1 <= entriesMin <= entriesMax');
+    const r = prng(this.seed ^ 0x4a11);
+    for (let m = 0; m < this.mailboxIds.length; m++)
+      yield this.preferencesFor(this.mailboxIds[m]!, this.tenantIds[this.mailboxTenant[m]!]!, 1, at, r, {
+        min: entriesMin,
+        max: entriesMax,
+      });
+  }
+
+  /** One valid UserPreferences record (§4) with 3..8 entries (or `entries.min`..`entries.max`). */
+  preferencesFor(
+    mailboxId: string,
+    tenantId: string,
+    version: number,
+    at: number,
+    r: () => number,
+    entries: { min: number; max: number } = { min: 3, max: 8 },
+  ): UserPreferences {
+    const n = entries.min + Math.floor(r() * (entries.max - entries.min + 1));
+    const list: PreferenceEntry[] = [];
     const keys = new Set<string>();
     let updatedAt = 0;
-    for (let tries = 0; entries.length < n && tries < n * 4; tries++) {
+    for (let tries = 0; list.length < n && tries < n * 4; tries++) {
       const u = r();
       let e: PreferenceEntry;
       if (u < 0.35) {
@@ -538,10 +560,10 @@ export class Workload {
       const k = `${e.scope}:${e.key}`;
       if (keys.has(k)) continue;
       keys.add(k);
-      entries.push(e);
+      list.push(e);
       if (e.updatedAt > updatedAt) updatedAt = e.updatedAt;
     }
-    return { mailboxId, tenantId, version, updatedAt: Math.max(updatedAt, at), entries };
+    return { mailboxId, tenantId, version, updatedAt: Math.max(updatedAt, at), entries: list };
   }
 
   private entry(

@@ -52,6 +52,16 @@ export const streamsConfigSchema = z
       .min(64 * 1024)
       .default(4 * 1024 * 1024),
     cacheMaxEntries: z.number().int().min(0).default(10_000),
+    /**
+     * RocksDB block cache of the instance's stores together, split evenly over the RocksDB
+     * instances it can hold (stores per task × partitions); unset: the binding's 8 MiB per store
+     */
+    rocksdbCacheBytes: z.number().int().min(0).optional(),
+    /**
+     * RocksDB memtables of the instance's stores together (each store: 2 × write_buffer_size),
+     * split the same way; unset: the binding's 4 MiB write buffer per store
+     */
+    rocksdbWriteBufferBytes: z.number().int().min(0).optional(),
     maxBatchRecords: z.number().int().min(1).max(100_000).default(1000),
     partitionsConsumedConcurrently: z.number().int().min(1).max(1024).default(64),
     sessionTimeoutMs: z.number().int().min(1000).default(30_000),

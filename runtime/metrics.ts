@@ -3,6 +3,7 @@
  * own metrics on the same registry (`metrics.registry`) so /metrics serves everything.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
+import { rocksdbMemoryUsage } from './state/rocksdb-store.js';
 
 export class RuntimeMetrics {
   readonly registry: Registry;
@@ -95,6 +96,26 @@ export class RuntimeMetrics {
       help: 'Changelog records still to restore before a task can process',
       labelNames: ['store', 'task'],
       registers: r,
+    });
+    new Gauge({
+      name: `${prefix}rocksdb_memory_bytes`,
+      help: 'Native memory of the RocksDB stores open in this process (RocksDB estimates), by kind: block_cache, memtables, table_readers',
+      labelNames: ['kind'],
+      registers: r,
+      collect() {
+        const u = rocksdbMemoryUsage();
+        this.set({ kind: 'block_cache' }, u.blockCache);
+        this.set({ kind: 'memtables' }, u.memtables);
+        this.set({ kind: 'table_readers' }, u.tableReaders);
+      },
+    });
+    new Gauge({
+      name: `${prefix}rocksdb_open_stores`,
+      help: 'RocksDB instances open in this process (one per store per task)',
+      registers: r,
+      collect() {
+        this.set(rocksdbMemoryUsage().instances);
+      },
     });
     this.storeEntries = new Gauge({
       name: `${prefix}store_entries`,

@@ -72,7 +72,14 @@ export async function endOffsets(client: Kafka | Admin, topics: string[]): Promi
 }
 
 /**
- * Reads every range [from, to) and calls `onRecords` per fetched batch, in offset order per
+ * The most key + value bytes handed to `readRanges`' `onRecords` at once: a restore writes each
+ * call as one RocksDB batch, so this bounds the batch (and the fetches are sized to match).
+ */
+export const RESTORE_BATCH_MAX_BYTES = 1024 * 1024;
+
+/**
+ * Reads every range [from, to) and calls `onRecords` per fetched batch (split so that no call
+ * carries more than `RESTORE_BATCH_MAX_BYTES` of keys and values), in offset order per
  * partition. Resolves when all ranges are read.
  */
 export async function readRanges(
@@ -90,7 +97,9 @@ export async function readRanges(
   const consumer: Consumer = kafka.consumer({
     groupId: readerGroupId(groupPrefix),
     sessionTimeout: 30_000,
-    maxBytesPerPartition: 4 * 1024 * 1024,
+    // one fetch response holds about two restore batches (each task restores with its own reader)
+    maxBytesPerPartition: RESTORE_BATCH_MAX_BYTES,
+    maxBytes: 2 * RESTORE_BATCH_MAX_BYTES,
     maxWaitTimeInMs: 200,
     retry: { retries: 10 },
   });
@@ -137,10 +146,20 @@ export async function readRanges(
             const k = `${batch.topic}:${batch.partition}`;
             const range = want.get(k);
             if (!range || !left.has(k)) return;
-            const records: RawRecord[] = [];
+            let records: RawRecord[] = [];
+            let bytes = 0;
             for (const m of batch.messages) {
               const off = Number(m.offset);
-              if (off >= range.from && off < range.to) records.push(toRawRecord(m));
+              if (off < range.from || off >= range.to) continue;
+              const r = toRawRecord(m);
+              const size = (r.key?.length ?? 0) + (r.value?.length ?? 0);
+              if (records.length && bytes + size > RESTORE_BATCH_MAX_BYTES) {
+                await onRecords(range, records);
+                records = [];
+                bytes = 0;
+              }
+              records.push(r);
+              bytes += size;
             }
             if (records.length) await onRecords(range, records);
             await heartbeat();

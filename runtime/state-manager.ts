@@ -34,6 +34,7 @@ import {
   type StoreMetrics,
   type TransactionalStore,
 } from './state/index.js';
+import { storeCacheSettings, type StoreMemory } from './state/memory-budget.js';
 import { ORIGIN_HEADER, type RawRecord } from './task.js';
 import type { ResolvedStore } from './topology.js';
 
@@ -86,6 +87,8 @@ export class TaskStateManager {
       stores: ResolvedStore[];
       collector: RecordCollector;
       cacheMaxEntries: number;
+      /** the instance's memory budgets (RocksDB, shared caches); undefined: binding defaults, per-task caches */
+      memory?: StoreMemory;
       metrics?: StoreMetrics;
       logger?: Logger;
     },
@@ -156,7 +159,10 @@ export class TaskStateManager {
         buildStoreStack<unknown, unknown>({
           name: r.spec.name,
           dir,
-          cacheMaxEntries: r.spec.cacheMaxEntries ?? this.opts.cacheMaxEntries,
+          ...storeCacheSettings(r.spec, this.opts.cacheMaxEntries, this.opts.memory),
+          ...(this.opts.memory
+            ? { rocksdb: this.opts.memory.rocksdbOptions(this.opts.stores.filter((s) => !s.spec.inMemory).length) }
+            : {}),
           // a table's store writes through, so a table-source write is never logged later by a flush
           writeThrough: r.sourceChangelog || (r.spec.writeThrough ?? false),
           sink,

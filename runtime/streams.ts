@@ -53,6 +53,7 @@ import { KafkaRecordCollector, TopicLimits, type KafkaRecordCollectorOptions } f
 import { TaskProducer, isTransactionLost } from './eos.js';
 import { StandbyManager, type StandbyStatus } from './standby.js';
 import { TaskStateManager, type RestoreSource } from './state-manager.js';
+import { StoreMemory } from './state/memory-budget.js';
 import { tpKey } from './state/checkpoint.js';
 import type { KeyValueStore } from './state/store.js';
 import { StreamTask } from './task.js';
@@ -210,6 +211,8 @@ export class KafkaStreams {
   }
 
   private advertised: string | undefined;
+  /** the memory budgets of this instance's stores (split over the partitions: see memory-budget.ts) */
+  private storeMemory: StoreMemory | undefined;
 
   /** The URL other instances use to reach this one (set before start when the port is dynamic). */
   setAdvertisedUrl(url: string): void {
@@ -873,6 +876,13 @@ export class KafkaStreams {
       stores,
       collector,
       cacheMaxEntries: this.config.cacheMaxEntries,
+      memory: (this.storeMemory ??= new StoreMemory(
+        {
+          rocksdbCacheBytes: this.config.rocksdbCacheBytes,
+          rocksdbWriteBufferBytes: this.config.rocksdbWriteBufferBytes,
+        },
+        () => this.partitionCount,
+      )),
       metrics: { opLatency: this.metrics.storeOpLatency },
       logger: this.logger,
     });

@@ -46,6 +46,13 @@ export interface StoreSpec<K = unknown, V = unknown> {
   /** write-back cache entries per task; 0 disables the cache */
   cacheMaxEntries?: number;
   /**
+   * the cache's bytes per INSTANCE, shared evenly by the store's caches in the tasks the instance
+   * holds (see CacheBudget); with `cacheMaxEntries` both bounds hold; 0 disables the cache
+   */
+  cacheMaxBytes?: number;
+  /** a cached entry counts as key + value × this + a fixed overhead (default 1; see cacheEntryBytes) */
+  cacheValueBytesFactor?: number;
+  /**
    * Every write goes to the store and its changelog at once (the cache serves reads only), so
    * every change is emitted; default false (write-back: changes between commits collapse).
    */

@@ -45,7 +45,12 @@ export interface MailTopologyOptions {
   topics: Topics;
   serdes: TopicSerdes;
   metrics?: MailMetrics;
-  /** preference records cached per task (reads); writes always go through to the topic */
+  /**
+   * bytes of the preference cache per instance, shared by its tasks (default
+   * DEFAULT_PREFERENCE_CACHE_BYTES; 0: no cache); writes always go through to the topic
+   */
+  preferenceCacheBytes?: number;
+  /** deprecated: also bounds the preference records cached per task (0: no cache) */
   preferenceCacheEntries?: number;
   decide?: Omit<DecideDeps, 'flags' | 'parity' | 'metrics'>;
   /** the rollout flags book of this instance (default: a new one, default mode SHADOW) */
@@ -53,6 +58,21 @@ export interface MailTopologyOptions {
   /** parity with legacy-decisions (default on); false leaves legacy-decisions unread */
   parity?: Omit<ParityOptions, 'metrics' | 'flags'> | false;
 }
+
+const MiB = 1024 * 1024;
+/**
+ * The record caches are bounded in bytes per instance (shared by its tasks): preferences
+ * UM_PREFERENCE_CACHE_BYTES (default below), interaction dedupe 8 MiB, parity pairs 16 MiB,
+ * parity expiry 8 MiB (these three count key + value bytes + overhead: their decoded values are
+ * a few strings and numbers).
+ */
+export const DEFAULT_PREFERENCE_CACHE_BYTES = 64 * MiB;
+/**
+ * A cached preference value keeps its decoded record alive (the metered store memoizes it): about
+ * 4.5 × the Avro bytes on the heap (measured: 1,174 B for a 265-B record of 3-8 entries). So an
+ * entry counts as key + 5.5 × value + overhead.
+ */
+export const PREFERENCE_CACHE_VALUE_FACTOR = 5.5;
 
 /** The parity store's values, compact (see encodeEntry). */
 const parityEntrySerde: Serde<ParityEntry> = {
@@ -71,7 +91,12 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
       key: stringSerde,
       value: s.userPreferences,
       changelog: { topic: t.userPreferences },
-      cacheMaxEntries: o.preferenceCacheEntries ?? 20_000,
+      // 0 bytes: no cache (and so no prefetch either)
+      ...(o.preferenceCacheEntries !== undefined || o.preferenceCacheBytes === 0
+        ? { cacheMaxEntries: o.preferenceCacheBytes === 0 ? 0 : o.preferenceCacheEntries }
+        : {}),
+      cacheMaxBytes: o.preferenceCacheBytes ?? DEFAULT_PREFERENCE_CACHE_BYTES,
+      cacheValueBytesFactor: PREFERENCE_CACHE_VALUE_FACTOR,
       writeThrough: true,
       prefetch: true,
     })
@@ -103,7 +128,7 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
     // write-through like the preferences, so that a crash never leaves a preference change
     // logged without the dedupe entry of the interaction that made it
     .store(
-      { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 10_000, writeThrough: true },
+      { name: DEDUPE_STORE, key: stringSerde, value: longSerde, cacheMaxBytes: 8 * MiB, writeThrough: true },
       'learn',
     )
     .connect(PREFERENCES_STORE, 'learn')
@@ -128,12 +153,12 @@ export function unwantedMailTopology(o: MailTopologyOptions): Topology {
       .source('legacy-decisions', { topic: t.legacyDecisions, key: stringSerde, value: s.legacyDecisions })
       .processor('parity-legacy', () => new ParityProcessor('legacy', popts), 'legacy-decisions')
       .store(
-        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxEntries: 20_000 },
+        { name: PARITY_STORE, key: stringSerde, value: parityEntrySerde, cacheMaxBytes: 16 * MiB },
         PARITY_NEW,
         'parity-legacy',
       )
       .store(
-        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxEntries: 20_000 },
+        { name: PARITY_EXPIRY_STORE, key: stringSerde, value: longSerde, cacheMaxBytes: 8 * MiB },
         PARITY_NEW,
         'parity-legacy',
       )

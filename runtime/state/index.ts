@@ -1,5 +1,5 @@
 import { ConfigError } from '../errors.js';
-import { CachingStore } from './caching-store.js';
+import { CachingStore, type CacheBudget } from './caching-store.js';
 import { ChangeLoggingStore, type ChangelogSink } from './changelogging-store.js';
 import { InMemoryKeyValueStore } from './memory-store.js';
 import { MeteredKeyValueStore, type StoreMetrics } from './metered-store.js';
@@ -15,13 +15,18 @@ export * from './caching-store.js';
 export * from './metered-store.js';
 export * from './checkpoint.js';
 export * from './transactional-store.js';
+export * from './memory-budget.js';
 
 export interface StoreStackOptions<K, V> {
   name: string;
   /** the store's own RocksDB directory; undefined => in-memory */
   dir?: string;
-  /** 0 => no cache */
+  /** 0 => no cache, unless `cacheBudget` bounds it (then 0 => no entry bound) */
   cacheMaxEntries: number;
+  /** a byte budget the store's cache keeps within its share of */
+  cacheBudget?: CacheBudget;
+  /** a cache entry counts as key + value × this + overhead (default 1) */
+  cacheValueBytesFactor?: number;
   /** cache serves reads only; every write goes down at once */
   writeThrough?: boolean;
   /** undefined => no changelog */
@@ -61,8 +66,13 @@ export async function buildStoreStack<K, V>(opts: StoreStackOptions<K, V>): Prom
   try {
     let bytes: BytesStore = inner;
     if (opts.sink !== undefined) bytes = new ChangeLoggingStore(bytes, opts.sink);
-    if (opts.cacheMaxEntries > 0)
-      bytes = new CachingStore(bytes, { maxEntries: opts.cacheMaxEntries, writeThrough: opts.writeThrough ?? false });
+    if (opts.cacheMaxEntries > 0 || opts.cacheBudget !== undefined)
+      bytes = new CachingStore(bytes, {
+        ...(opts.cacheMaxEntries > 0 ? { maxEntries: opts.cacheMaxEntries } : {}),
+        ...(opts.cacheBudget ? { budget: opts.cacheBudget } : {}),
+        ...(opts.cacheValueBytesFactor !== undefined ? { valueBytesFactor: opts.cacheValueBytesFactor } : {}),
+        writeThrough: opts.writeThrough ?? false,
+      });
     const store = new MeteredKeyValueStore<K, V>(bytes, opts.keySerde, opts.valueSerde, opts.metrics);
     return txn ? { store, inner, txn } : { store, inner };
   } catch (err) {

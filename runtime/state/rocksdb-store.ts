@@ -60,6 +60,34 @@ function loadRocksDB(): LevelDownFactory {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Every RocksDB store open in this process, for the memory figures below. */
+const openStores = new Set<RocksDBStore>();
+
+/** Native memory of the RocksDB stores open in this process, in bytes (RocksDB's own estimates). */
+export interface RocksDBMemoryUsage {
+  /** open RocksDB instances */
+  instances: number;
+  /** `rocksdb.block-cache-usage`, summed (each instance has its own cache) */
+  blockCache: number;
+  /** `rocksdb.cur-size-all-mem-tables`: active and immutable memtables */
+  memtables: number;
+  /** `rocksdb.estimate-table-readers-mem`: index and filter blocks held outside the block cache */
+  tableReaders: number;
+}
+
+export function rocksdbMemoryUsage(): RocksDBMemoryUsage {
+  const out: RocksDBMemoryUsage = { instances: 0, blockCache: 0, memtables: 0, tableReaders: 0 };
+  for (const s of openStores) {
+    const u = s.memoryUsage();
+    if (!u) continue;
+    out.instances++;
+    out.blockCache += u.blockCache;
+    out.memtables += u.memtables;
+    out.tableReaders += u.tableReaders;
+  }
+  return out;
+}
+
 export interface RocksDBStoreOptions {
   /**
    * fsync the WAL on every write (default false). Without it, acknowledged writes survive a
@@ -133,7 +161,9 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
     } catch (err) {
       throw classifyOpenError(name, dir, err);
     }
-    return new RocksDBStore(name, dir, db, opts);
+    const store = new RocksDBStore(name, dir, db, opts);
+    openStores.add(store);
+    return store;
   }
 
   /** Deletes the store directory and everything in it (the store must be closed). */
@@ -260,6 +290,24 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
     return Number.isFinite(n) && n > 0 ? n : 0;
   }
 
+  /** This instance's native memory (RocksDB's estimates, bytes); undefined once closed. */
+  memoryUsage(): Omit<RocksDBMemoryUsage, 'instances'> | undefined {
+    if (this.closed) return undefined;
+    const prop = (p: string): number => {
+      try {
+        const n = Number.parseInt(this.db.getProperty(p), 10);
+        return Number.isFinite(n) && n > 0 ? n : 0;
+      } catch {
+        return 0;
+      }
+    };
+    return {
+      blockCache: prop('rocksdb.block-cache-usage'),
+      memtables: prop('rocksdb.cur-size-all-mem-tables'),
+      tableReaders: prop('rocksdb.estimate-table-readers-mem'),
+    };
+  }
+
   /** No-op: every acknowledged write is already in the WAL (fsynced if `sync` was set). */
   async flush(): Promise<void> {
     this.checkOpen();
@@ -268,6 +316,7 @@ export class RocksDBStore implements BytesStore, BatchRestorable {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    openStores.delete(this);
     // End our iterators ourselves: the binding also ends them on close, but then a later
     // `end()` from an abandoned generator's `finally` would never get its callback.
     const iterators = [...this.openIterators];

@@ -44,6 +44,23 @@ describe('service configuration', () => {
     expect(() => ((c as { applicationId: string }).applicationId = 'x')).toThrow();
   });
 
+  it('reads the memory settings as bytes (plain or with KiB/MiB/GiB), with defaults', () => {
+    const d = loadConfig({});
+    expect(d.preferenceCacheBytes).toBe(64 * 1024 ** 2);
+    expect(d.preferenceCacheEntries).toBeUndefined();
+    expect(d.rocksdb).toEqual({ cacheBytes: 32 * 1024 ** 2, writeBufferBytes: 48 * 1024 ** 2 });
+    const c = loadConfig({
+      UM_PREFERENCE_CACHE_BYTES: '1048576',
+      UM_PREFERENCE_CACHE_ENTRIES: '500',
+      UM_ROCKSDB_CACHE_BYTES: '0',
+      UM_ROCKSDB_WRITE_BUFFER_BYTES: '2GiB',
+    });
+    expect(c.preferenceCacheBytes).toBe(1024 ** 2);
+    expect(c.preferenceCacheEntries).toBe(500);
+    expect(c.rocksdb).toEqual({ cacheBytes: 0, writeBufferBytes: 2 * 1024 ** 3 });
+    expect(loadConfig({ UM_ROCKSDB_CACHE_BYTES: '16 KiB' }).rocksdb.cacheBytes).toBe(16 * 1024);
+  });
+
   it('runs with nothing configured (the embedded default of `um start`)', () => {
     const c = loadConfig({});
     expect(c.brokers).toBeUndefined();
@@ -66,6 +83,10 @@ describe('service configuration', () => {
       'UM_TRANSACTION_TIMEOUT_MS',
       /longer than UM_COMMIT_INTERVAL_MS/,
     ],
+    [{ UM_PREFERENCE_CACHE_BYTES: '64MB' }, 'UM_PREFERENCE_CACHE_BYTES', /KiB, MiB or GiB/],
+    [{ UM_PREFERENCE_CACHE_BYTES: '-1' }, 'UM_PREFERENCE_CACHE_BYTES', /number of bytes/],
+    [{ UM_ROCKSDB_CACHE_BYTES: '100GiB' }, 'UM_ROCKSDB_CACHE_BYTES', /at most/],
+    [{ UM_ROCKSDB_WRITE_BUFFER_BYTES: '512KiB' }, 'UM_ROCKSDB_WRITE_BUFFER_BYTES', /at least 1048576 bytes/],
   ])('refuses %j naming %s', (env, setting, message) => {
     const e = refused(env as Record<string, string>);
     expect(e.setting).toBe(setting);
