@@ -7,4 +7,6 @@ import { register } from 'tsx/esm/api';
 process.env.KAFKAJS_NO_PARTITIONER_WARNING ??= '1';
 
 register();
+// before anything loads kafkajs (see the file)
+await import('../runtime/kafkajs-preload.ts');
 await import('../cli/main.ts');

@@ -25,6 +25,8 @@
  * come back. A member that has had no successful heartbeat for a session timeout stops
  * processing until it has one again, so two owners never write at the same time for long.
  */
+// first: a correction to kafkajs that applies only if kafkajs is not loaded yet
+import './kafkajs-preload.js';
 import type { Admin, Consumer, EachBatchPayload, Kafka, KafkaConfig, Producer } from 'kafkajs';
 import { AssignerProtocol, Kafka as KafkaClient } from 'kafkajs';
 import { existsSync, readFileSync, readdirSync } from 'node:fs';

@@ -1,0 +1,46 @@
+/**
+ * A correction to kafkajs that must be in place before kafkajs is loaded (import this module
+ * first). kafkajs groups a produce request's messages by partition with `[...current, message]`
+ * for every message: quadratic in the records per partition (a request of 10,000 records spent 5%
+ * of the service's CPU there). The same grouping in linear time is put into Node's module cache
+ * under kafkajs' own file name, so kafkajs' `require` finds it. If kafkajs was loaded already,
+ * nothing changes (kafkajs keeps its own, slower version; the results are the same).
+ */
+import { createRequire } from 'node:module';
+
+type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
+
+function groupMessagesPerPartition({
+  topic,
+  partitionMetadata,
+  messages,
+  partitioner,
+}: {
+  topic: string;
+  partitionMetadata: unknown[];
+  messages: unknown[];
+  partitioner: Partitioner;
+}): Record<number, unknown[]> {
+  const result: Record<number, unknown[]> = {};
+  if (partitionMetadata.length === 0) return result;
+  for (const message of messages) (result[partitioner({ topic, partitionMetadata, message })] ??= []).push(message);
+  return result;
+}
+
+const require = createRequire(import.meta.url);
+const file = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
+if (!require.cache[file]) {
+  const { Module } = require('node:module') as {
+    Module: new (id: string) => NodeJS.Module & { filename: string; loaded: boolean };
+  };
+  const m = new Module(file);
+  m.filename = file;
+  m.loaded = true;
+  m.exports = groupMessagesPerPartition;
+  require.cache[file] = m;
+}
+
+/** Whether the linear grouping is the one kafkajs uses (for tests). */
+export function kafkajsGroupingPatched(): boolean {
+  return require('kafkajs/src/producer/groupMessagesPerPartition.js') === groupMessagesPerPartition;
+}
