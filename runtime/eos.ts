@@ -172,7 +172,17 @@ export class TaskProducer {
       this.txn = undefined;
       this.stats.commits++;
     } catch (e) {
-      throw isTransactionLost(e) ? transactionLostError(this.opts.taskId, e) : e;
+      // whatever failed (a fenced producer, a broker that went away mid-EndTxn and left kafkajs'
+      // transaction state in COMMITTING), this transaction cannot be finished here: the task is
+      // closed dirty and opened again, and its new producer's initialisation ends the transaction
+      // (if EndTxn did reach the coordinator, the commit stands and the offsets show it)
+      throw isTransactionLost(e)
+        ? transactionLostError(this.opts.taskId, e)
+        : new StreamsError(
+            'TRANSACTION_LOST',
+            `task ${this.opts.taskId}: its transaction could not be committed (${(e as Error)?.message})`,
+            { retriable: true, cause: e },
+          );
     }
   }
 

@@ -30,6 +30,8 @@ import { killAll, ServiceInstance } from '../engine/service.js';
 import { LiveTraffic } from '../engine/traffic.js';
 import { uniqueName } from '../integration/helpers.js';
 
+/** `UM_FAULTS_GUARANTEE=exactly_once npm run test:faults`: the same faults under exactly-once */
+const GUARANTEE = process.env.UM_FAULTS_GUARANTEE === 'exactly_once' ? 'exactly_once' : 'at_least_once';
 const root = mkdtempSync(join(tmpdir(), 'um-faults-'));
 const instances: ServiceInstance[] = [];
 let stack: LocalStack | undefined;
@@ -106,6 +108,7 @@ describe('faults: group coordinator and controller loss', () => {
       commitIntervalMs: 1000,
       decisionsLogAppendTime: true,
     });
+    svc.env.UM_PROCESSING_GUARANTEE = GUARANTEE;
     const scenario = new LiveScenario({
       seed: 777,
       mailboxes: 120,
@@ -189,16 +192,19 @@ describe('faults: group coordinator and controller loss', () => {
         };
       });
       console.log(
-        formatReport('faults: kill -9 of the group coordinator, then of the active controller (3 brokers, RF 3)', {
-          run: { logs: root, totalMs: Date.now() - t0, drainMs, lagLeft, exited },
-          resume,
-          traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
-          inputs: { ...r.inputs, ackedButNotInTopic: ackedMissing(r, traffic) },
-          decisions: r.decisions,
-          preferences: r.preferences,
-          deadLetters: r.deadLetters,
-          readCompleteness: r.readCompleteness,
-        }),
+        formatReport(
+          `faults (${GUARANTEE}): kill -9 of the group coordinator, then of the active controller (3 brokers, RF 3)`,
+          {
+            run: { logs: root, totalMs: Date.now() - t0, drainMs, lagLeft, exited },
+            resume,
+            traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
+            inputs: { ...r.inputs, ackedButNotInTopic: ackedMissing(r, traffic) },
+            decisions: r.decisions,
+            preferences: r.preferences,
+            deadLetters: r.deadLetters,
+            readCompleteness: r.readCompleteness,
+          },
+        ),
       );
       expect({
         faults: faults.map((f) => f.what),
@@ -213,6 +219,7 @@ describe('faults: group coordinator and controller loss', () => {
         versionsWrittenTwice: r.preferences.rewrittenIdentical + r.preferences.rewrittenConflicting,
         unexpectedMailboxes: r.preferences.unexpectedMailboxes,
         deadLetters: r.deadLetters,
+        ...(GUARANTEE === 'exactly_once' ? { duplicateDecisions: r.decisions.duplicates } : {}),
       }).toEqual({
         faults: ['coordinator', 'controller'],
         resumedWithin30s: [true, true],
@@ -226,6 +233,7 @@ describe('faults: group coordinator and controller loss', () => {
         versionsWrittenTwice: 0,
         unexpectedMailboxes: 0,
         deadLetters: 0,
+        ...(GUARANTEE === 'exactly_once' ? { duplicateDecisions: 0 } : {}),
       });
       expect(r.preferences.mailboxes).toBeGreaterThan(100);
     } finally {
