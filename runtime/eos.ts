@@ -61,6 +61,32 @@ export function transactionLostError(taskId: string, e: unknown): StreamsError {
   );
 }
 
+/** Broker answers to a transactional request that mean "again, in a moment" (nothing changed). */
+const TRANSIENT = new Set([
+  'CONCURRENT_TRANSACTIONS',
+  'COORDINATOR_LOAD_IN_PROGRESS',
+  'COORDINATOR_NOT_AVAILABLE',
+  'NOT_COORDINATOR',
+  'REQUEST_TIMED_OUT',
+]);
+
+async function retryTransactional<T>(fn: () => Promise<T>, budgetMs: number): Promise<T> {
+  const deadline = Date.now() + budgetMs;
+  let delay = 20;
+  for (;;) {
+    try {
+      return await fn();
+    } catch (e) {
+      const t = errorType(e);
+      const transient =
+        (t !== undefined && TRANSIENT.has(t)) || (e as { name?: string }).name === 'KafkaJSConnectionError';
+      if (!transient || Date.now() + delay > deadline) throw e;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 500);
+    }
+  }
+}
+
 export interface TaskProducerOptions {
   kafka: Kafka;
   applicationId: string;
@@ -163,10 +189,14 @@ export class TaskProducer {
           if (!l) byTopic.set(o.topic, (l = []));
           l.push({ partition: o.partition, offset: String(o.offset), metadata: o.metadata });
         }
-        await t.sendOffsets({
-          consumerGroupId: groupId,
-          topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })),
-        });
+        const topics = [...byTopic].map(([topic, partitions]) => ({ topic, partitions }));
+        // kafkajs sends AddOffsetsToTxn without retrying it; the coordinator answers
+        // CONCURRENT_TRANSACTIONS while it still writes the previous transaction's markers (our
+        // commits are 100 ms apart). Both requests are idempotent: retried here, briefly
+        await retryTransactional(
+          () => t.sendOffsets({ consumerGroupId: groupId, topics }),
+          this.opts.transactionTimeoutMs / 2,
+        );
       }
       await t.commit();
       this.txn = undefined;

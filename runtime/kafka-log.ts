@@ -45,6 +45,9 @@ const ROUTINE: readonly RegExp[] = [
   /switched default partitioner/i,
   // the engine bounds kafkajs' retries on purpose and retries whole requests itself (same sequence numbers)
   /Limiting retries for the idempotent producer/,
+  // a transaction begun while the coordinator still writes the previous one's markers: retried
+  /concurrent operation on the same transaction/i,
+  /CONCURRENT_TRANSACTIONS/,
 ];
 
 /** Recoveries: worth a line at info, nothing to act on (the cause, if it matters, is logged apart). */

@@ -78,6 +78,7 @@ const REFRESHING = Symbol('coordinator-refresh');
 const ASSIGNMENT_USER_DATA = Symbol.for('streams-runtime.assignment-user-data');
 /** the consumer group whose join is running (kafkajs decodes the assignment inside it) */
 const joining = new AsyncLocalStorage<GroupInternal>();
+let joins = 0;
 
 /**
  * The user data of the member's last assignment (kafkajs decodes it and drops it; the
@@ -213,7 +214,14 @@ export function installKafkaJsHooks(): void {
   proto.joinAndSync = async function (this: GroupInternal) {
     const hooks = hooksOf(this);
     if (hooks) await hooks.beforeJoin(this);
-    return joining.run(this, () => joinAndSync.call(this));
+    joins++;
+    try {
+      return await joining.run(this, () => joinAndSync.call(this));
+    } finally {
+      // an AsyncLocalStorage in use turns on promise hooks for the whole process (a cost on every
+      // promise): only while some group is joining
+      if (--joins === 0) joining.disable();
+    }
   };
 
   const heartbeat = proto.heartbeat;

@@ -20,6 +20,7 @@ function fakeKafka() {
   const log: string[] = [];
   const created: Record<string, unknown>[] = [];
   let failCommit: Error | undefined;
+  const failOffsets: Error[] = [];
   let txnNo = 0;
   const kafka = {
     producer(opts: Record<string, unknown>) {
@@ -39,6 +40,8 @@ function fakeKafka() {
               consumerGroupId: string;
               topics: { topic: string; partitions: { partition: number; offset: string; metadata: string | null }[] }[];
             }) => {
+              const f = failOffsets.shift();
+              if (f) throw f;
               log.push(
                 `offsets ${n} ${o.consumerGroupId} ${o.topics
                   .map((t) => t.partitions.map((p) => `${t.topic}/${p.partition}@${p.offset}:${p.metadata}`).join(','))
@@ -56,7 +59,13 @@ function fakeKafka() {
       };
     },
   } as unknown as Kafka;
-  return { kafka, log, created, failNextCommit: (e: Error) => (failCommit = e) };
+  return {
+    kafka,
+    log,
+    created,
+    failNextCommit: (e: Error) => (failCommit = e),
+    failOffsets: (...e: Error[]) => failOffsets.push(...e),
+  };
 }
 
 describe('TaskProducer', () => {
@@ -111,6 +120,20 @@ describe('TaskProducer', () => {
     await p.close();
     await p.close();
     expect(f.log.filter((l) => l === 'disconnect')).toHaveLength(1);
+  });
+
+  it('retries offsets the coordinator answers CONCURRENT_TRANSACTIONS to; other failures lose the transaction', async () => {
+    const f = fakeKafka();
+    const p = new TaskProducer({ kafka: f.kafka, applicationId: 'app', taskId: '0_0', transactionTimeoutMs: 10_000 });
+    await p.init();
+    f.failOffsets(new ProtocolError('CONCURRENT_TRANSACTIONS'), new ProtocolError('CONCURRENT_TRANSACTIONS'));
+    await p.commit('app', [{ topic: 'in', partition: 0, offset: 1, metadata: null }]);
+    expect(f.log.slice(3)).toEqual(['begin 2', 'offsets 2 app in/0@1:null', 'commit 2']);
+    f.failOffsets(new ProtocolError('GROUP_AUTHORIZATION_FAILED'));
+    const err = await p
+      .commit('app', [{ topic: 'in', partition: 0, offset: 2, metadata: null }])
+      .catch((e: unknown) => e);
+    expect((err as StreamsError).code).toBe('TRANSACTION_LOST');
   });
 
   it('tells lost transactions from other errors, through wrapping errors', () => {
