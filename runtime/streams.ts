@@ -587,9 +587,21 @@ export class KafkaStreams {
     });
     // batches that carried no records (control records, aborted transactions) still move the position
     consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-      const p = e.payload as { topic: string; partition: number; lastOffset: string; highWatermark: string };
+      const p = e.payload as {
+        topic: string;
+        partition: number;
+        firstOffset: string | null;
+        lastOffset: string;
+        highWatermark: string;
+      };
       const h = this.tasks.get(p.partition);
-      if (h?.task && !h.closed) h.task.noteFetched(p.topic, Number(p.lastOffset) + 1, Number(p.highWatermark));
+      if (h?.task && !h.closed)
+        h.task.noteFetched(
+          p.topic,
+          Number(p.lastOffset) + 1,
+          Number(p.highWatermark),
+          p.firstOffset === null || p.firstOffset === undefined ? null : Number(p.firstOffset),
+        );
     });
     consumer.on(consumer.events.CRASH, (e) => {
       if (!e.payload.restart) {
@@ -931,15 +943,15 @@ export class KafkaStreams {
     }
     task.transition('RESTORING');
     await this.positionTask(task, state, committed.offsets, h.partition);
-    if (this.config.processingGuarantee === 'exactly_once')
-      // the consumer may fetch from elsewhere (a task opened again without a join, or offsets it
-      // read before the previous owner's last transaction ended): from the committed offsets
-      for (const topic of this.topology.sourceTopics())
-        this.consumer?.seek({
-          topic,
-          partition: h.partition,
-          offset: String(task.committableOffsets().get(topic) ?? committed.offsets.get(topic) ?? 0),
-        });
+    // the consumer may fetch from elsewhere (where it was before the task was opened again without
+    // a join, or offsets it read before the previous owner's last transaction ended): from the
+    // task's position; until then the task drops what does not continue it (task.ts `enqueue`)
+    for (const topic of this.topology.sourceTopics())
+      this.consumer?.seek({
+        topic,
+        partition: h.partition,
+        offset: String(task.committableOffsets().get(topic) ?? committed.offsets.get(topic) ?? 0),
+      });
     created(task);
     if (h.closed) return undefined;
     const restored = await state.restore(
@@ -1092,11 +1104,19 @@ export class KafkaStreams {
     if (spec.value.prepare) await spec.value.prepare(records.map((r) => r.value));
     if (spec.key.prepare) await spec.key.prepare(records.map((r) => r.key));
     if (h.closed) return;
-    task.enqueue(batch.topic, records, Number(batch.highWatermark)).catch((e) => {
-      // a task that failed (the `fail` error policy, or infrastructure) stops the instance
-      if (task.failure() !== undefined) this.onTaskFailure(task.failure());
-      else if (!(e instanceof StreamsError) || !e.retriable) this.onTaskFailure(e);
-    });
+    const fetchedFrom = Number((batch as { fetchedOffset?: string }).fetchedOffset);
+    task
+      .enqueue(
+        batch.topic,
+        records,
+        Number(batch.highWatermark),
+        Number.isFinite(fetchedFrom) ? fetchedFrom : undefined,
+      )
+      .catch((e) => {
+        // a task that failed (the `fail` error policy, or infrastructure) stops the instance
+        if (task.failure() !== undefined) this.onTaskFailure(task.failure());
+        else if (!(e instanceof StreamsError) || !e.retriable) this.onTaskFailure(e);
+      });
   }
 
   private async tick(): Promise<void> {

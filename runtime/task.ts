@@ -226,6 +226,8 @@ export class StreamTask {
   processedSinceCommit = 0;
   /** times the task waited for a lagging partition (metrics, tests) */
   lagWaits = 0;
+  /** batches dropped because they did not continue a queue's position (see `enqueue`) */
+  staleBatches = 0;
   /** wall-clock time of the last processed batch */
   lastProgressAt = Date.now();
   /** since when the task has been held back by a lagging partition (undefined: it is not) */
@@ -363,10 +365,14 @@ export class StreamTask {
    * The fetcher moved past offsets without handing records over (control records, compacted
    * gaps): the partition is fetched up to `next`.
    */
-  noteFetched(topic: string, next: number, highWatermark?: number): void {
+  noteFetched(topic: string, next: number, highWatermark?: number, first?: number | null): void {
     const q = this.queues.get(topic);
     if (!q) return;
-    if (q.fetched === undefined || next > q.fetched) q.fetched = next;
+    // from the consumer (`first` given): only a batch that continues the position moves it (see
+    // `enqueue`); without it (tests) any later position does
+    if (first === undefined) {
+      if (q.fetched === undefined || next > q.fetched) q.fetched = next;
+    } else if (q.fetched !== undefined && first !== null && first <= q.fetched && next > q.fetched) q.fetched = next;
     if (highWatermark !== undefined) this.setHighWatermark(topic, highWatermark);
     else this.kick();
   }
@@ -383,7 +389,7 @@ export class StreamTask {
   }
 
   /** Adds fetched records for one source partition; resolves when all of them are processed. */
-  enqueue(topic: string, records: RawRecord[], highWatermark?: number): Promise<void> {
+  enqueue(topic: string, records: RawRecord[], highWatermark?: number, fetchedFrom?: number): Promise<void> {
     const q = this.queues.get(topic);
     if (!q) return Promise.reject(new ProcessingError('UNKNOWN_SOURCE', `task ${this.id} does not read ${topic}`));
     if (this.fatal !== undefined) return Promise.reject(this.fatal);
@@ -392,6 +398,17 @@ export class StreamTask {
       return Promise.reject(new StreamsError('TASK_CLOSED', `task ${this.id} is closed`, { retriable: true }));
     if (highWatermark !== undefined && (q.highWatermark === undefined || highWatermark > q.highWatermark))
       q.highWatermark = highWatermark;
+    // A batch must continue the queue's position. Before the position is known (the task is
+    // opening) or from a fetch that started beyond it (the consumer's position from before the
+    // task was opened), the records are not the next ones: dropped; the task's owner seeks the
+    // consumer to the position and they come again. Accepting them would skip the records in
+    // between (lost) or process committed ones again (duplicates).
+    // (`fetchedFrom` is where the consumer's fetch started; callers without one, the test driver,
+    // hand over records in order)
+    if (fetchedFrom !== undefined && (q.fetched === undefined || fetchedFrom > q.fetched)) {
+      this.staleBatches++;
+      return Promise.resolve();
+    }
     // a record below the fetch position is already buffered or processed (a re-fetch)
     let fresh = records;
     if (q.fetched !== undefined && records.length && records[0]!.offset < q.fetched) {

@@ -153,6 +153,31 @@ describe('StreamTask: timestamp order across source partitions', () => {
     expect(seen.map((s) => s.timestamp)).toEqual([1]);
   });
 
+  it("drops a fetched batch that does not continue the queue's position (stale consumer position)", async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen));
+    // before the position is known: dropped (the consumer is sought to it and fetches again)
+    await task.enqueue('A', [raw(5, 50)], 10, 5);
+    expect(task.staleBatches).toBe(1);
+    task.setPosition('A', 3, 10);
+    task.setPosition('B', 0, 0);
+    // fetched from beyond the position (the consumer was ahead): dropped, nothing skipped
+    await task.enqueue('A', [raw(7, 70), raw(8, 80)], 10, 7);
+    expect(task.staleBatches).toBe(2);
+    // an empty batch from beyond the position does not move it either
+    task.noteFetched('A', 9, 10, 7);
+    // from before the position (a re-fetch): the records below it are dropped, the rest taken
+    const done = task.enqueue('A', [raw(1, 10), raw(2, 20), raw(3, 30), raw(4, 40)], 10, 1);
+    await done;
+    expect(seen.map((x) => x.timestamp)).toEqual([30, 40]);
+    // a batch continuing the position (markers only) moves it
+    task.noteFetched('A', 6, 10, 5);
+    const next = task.enqueue('A', [raw(6, 60)], 10, 6);
+    await next;
+    expect(seen.map((x) => x.timestamp)).toEqual([30, 40, 60]);
+    expect(task.staleBatches).toBe(2);
+  });
+
   it('waits maxTaskIdleMs for an empty partition that is caught up (or of unknown end), then goes on', async () => {
     const seen: Seen[] = [];
     const { task } = await makeTask(twoSources(seen), { maxTaskIdleMs: 80 });
