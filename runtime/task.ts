@@ -228,6 +228,9 @@ export class StreamTask {
   lagWaits = 0;
   /** batches dropped because they did not continue a queue's position (see `enqueue`) */
   staleBatches = 0;
+  /** bumped whenever the queues are emptied: a batch in flight then stops where it is */
+  private bufferGeneration = 0;
+  private suspending = false;
   /** wall-clock time of the last processed batch */
   lastProgressAt = Date.now();
   /** since when the task has been held back by a lagging partition (undefined: it is not) */
@@ -462,6 +465,7 @@ export class StreamTask {
   resetPosition(topic: string, offset: number): void {
     const q = this.queues.get(topic);
     if (!q) return;
+    this.bufferGeneration++;
     q.records = [];
     q.head = 0;
     q.bytes = 0;
@@ -470,6 +474,8 @@ export class StreamTask {
   }
 
   resume(): void {
+    // a task being suspended stays paused (a late resume would start a batch under the suspension)
+    if (this.suspending) return;
     this.paused = false;
     this.kick();
   }
@@ -605,6 +611,7 @@ export class StreamTask {
 
   private async processBatch(batch: { q: Queue; r: RawRecord }[]): Promise<void> {
     const t0 = performance.now();
+    const generation = this.bufferGeneration;
     // 1. decode the batch (serde caches were prepared when the records were fetched)
     const decoded: (StreamRecord | undefined)[] = new Array(batch.length);
     for (let i = 0; i < batch.length; i++) {
@@ -646,6 +653,9 @@ export class StreamTask {
         this.currentMetadata = undefined;
         await this.punctuateStreamTime();
       }
+      // the queues were emptied meanwhile (the task was closed): the rest is not this task's to
+      // account for; its position stays where the emptying put it
+      if (this.bufferGeneration !== generation) return;
       q.head++;
       q.bytes -= recordBytes(r);
       q.committable = r.offset + 1;
@@ -794,6 +804,7 @@ export class StreamTask {
 
   /** Drops buffered records (used when the partition is revoked or the consumer seeks). */
   clearBuffers(reason: StreamsError): void {
+    this.bufferGeneration++;
     for (const q of this.queueList) {
       q.records = [];
       q.head = 0;
@@ -812,8 +823,15 @@ export class StreamTask {
   /** Stops processing (a rebalance): buffered records are dropped, they are fetched again. */
   async suspend(): Promise<void> {
     if (this._state === 'CLOSED' || this._state === 'SUSPENDED') return;
-    this.pause();
-    await this.quiesce().catch(() => undefined);
+    this.suspending = true;
+    try {
+      this.pause();
+      // (quiesce awaits: nothing may start a batch meanwhile, hence `suspending`)
+      do await this.quiesce().catch(() => undefined);
+      while (this.pumping);
+    } finally {
+      this.suspending = false;
+    }
     if (this._state === 'RUNNING' || this._state === 'RESTORING') this.transition('SUSPENDED');
     this.clearBuffers(new StreamsError('TASK_SUSPENDED', `task ${this.id} suspended`, { retriable: true }));
   }

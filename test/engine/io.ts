@@ -283,3 +283,53 @@ export async function waitDrained(s: ServiceTopics, admin: Admin, timeoutMs: num
   }
   return lag;
 }
+
+/**
+ * Every record of a topic with the producer that wrote it (id and epoch), read `read_committed`,
+ * for diagnosing duplicates under exactly-once.
+ */
+export async function readWithProducers(
+  kafka: Kafka,
+  topic: string,
+): Promise<{ partition: number; offset: number; key: string; value: Buffer | null; producer: string }[]> {
+  const admin = kafka.admin();
+  await admin.connect();
+  const ends = await admin.fetchTopicOffsets(topic);
+  await admin.disconnect();
+  const left = new Map(ends.filter((e) => Number(e.high) > Number(e.low)).map((e) => [e.partition, Number(e.high)]));
+  const out: { partition: number; offset: number; key: string; value: Buffer | null; producer: string }[] = [];
+  if (!left.size) return out;
+  const consumer = kafka.consumer({ groupId: `diag-${Date.now()}-${Math.random().toString(36).slice(2)}` });
+  await consumer.connect();
+  await consumer.subscribe({ topics: [topic], fromBeginning: true });
+  await new Promise<void>((resolve) => {
+    const done = (p: number, next: number) => {
+      if (left.has(p) && next >= left.get(p)!) left.delete(p);
+      if (!left.size) resolve();
+    };
+    consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
+      const b = e.payload as { partition: number; lastOffset: string };
+      done(b.partition, Number(b.lastOffset) + 1);
+    });
+    void consumer.run({
+      eachBatch: async ({ batch }) => {
+        for (const m of batch.messages)
+          out.push({
+            partition: batch.partition,
+            offset: Number(m.offset),
+            key: m.key?.toString() ?? '',
+            value: m.value,
+            producer: producerOf(m),
+          });
+        done(batch.partition, Number(batch.lastOffset()) + 1);
+      },
+    });
+  });
+  await consumer.disconnect();
+  return out;
+}
+
+function producerOf(m: unknown): string {
+  const c = (m as { batchContext?: { producerId?: string; producerEpoch?: number } }).batchContext;
+  return `${c?.producerId ?? '?'}/${c?.producerEpoch ?? '?'}`;
+}

@@ -28,6 +28,7 @@ import {
   endOffsetSum,
   sendInteractions,
   sendMails,
+  readWithProducers,
   sendTables,
   waitDrained,
   withProducer,
@@ -125,6 +126,22 @@ async function crashRun(guarantee: 'exactly_once' | 'at_least_once') {
     const exited = mine.filter((i) => !i.running && i.exit?.signal !== 'SIGKILL').map((i) => i.name);
     await Promise.all(live.map((i) => i.stop()));
     const r = await checkRun(svc, admin, seeded, scenario.policies);
+    if (r.decisions.duplicates > 0) {
+      // which producers wrote the copies of a duplicated decision, and where
+      const raw = await readWithProducers(svc.kafka, svc.topics.mailDecisions);
+      const byEvent = new Map<string, string[]>();
+      await svc.serdes.mailDecisions.prepare(raw.map((x) => x.value));
+      for (const x of raw) {
+        if (!x.value) continue;
+        const d = svc.serdes.mailDecisions.deserialize(svc.topics.mailDecisions, x.value);
+        const l = byEvent.get(d.eventId) ?? [];
+        l.push(`p${x.partition}@${x.offset} by ${x.producer} v${d.preferencesVersion}`);
+        byEvent.set(d.eventId, l);
+      }
+      const dups = [...byEvent].filter(([, l]) => l.length > 1);
+      console.log(`duplicated decisions: ${dups.length}; the first ones:`);
+      for (const [id, l] of dups.slice(0, 25)) console.log(`  ${id}: ${l.join(' | ')}`);
+    }
     console.log(
       formatReport(`eos test (${guarantee}): 3 instances, kill -9 three times (3 brokers, RF 3)`, {
         run: { logs: root, totalMs: Date.now() - t0, lagLeft, exited, kills },

@@ -153,6 +153,33 @@ describe('StreamTask: timestamp order across source partitions', () => {
     expect(seen.map((s) => s.timestamp)).toEqual([1]);
   });
 
+  it('a resume while the task is being suspended does not start a batch; every record is processed once', async () => {
+    const seen: Seen[] = [];
+    const { task } = await makeTask(twoSources(seen, () => tick(2)));
+    task.setPosition('A', 0, 40);
+    task.setPosition('B', 0, 0);
+    const records = Array.from({ length: 40 }, (_, i) => raw(i, i + 1));
+    void task.enqueue('A', records.slice(0, 20), 40, 0).catch(() => undefined);
+    void task.enqueue('A', records.slice(20), 40, 20).catch(() => undefined);
+    await tick(5);
+    const suspended = task.suspend();
+    // a heartbeat that comes back, or a commit ending, resumes while the suspension quiesces
+    for (let i = 0; i < 5; i++) {
+      task.resume();
+      await tick(1);
+    }
+    await suspended;
+    const processed = seen.length;
+    await tick(30);
+    expect(seen.length).toBe(processed);
+    // the records from the position on come again (the consumer fetches from there)
+    const from = task.committableOffsets().get('A')!;
+    expect(from).toBe(processed);
+    task.resumeRunning();
+    await task.enqueue('A', records.slice(from), 40, from);
+    expect(seen.map((x) => x.timestamp)).toEqual(records.map((r) => r.timestamp));
+  });
+
   it("drops a fetched batch that does not continue the queue's position (stale consumer position)", async () => {
     const seen: Seen[] = [];
     const { task } = await makeTask(twoSources(seen));
