@@ -126,7 +126,10 @@ export class TaskProducer {
       transactionTimeout: this.opts.transactionTimeoutMs,
       maxInFlightRequests: 1,
       allowAutoTopicCreation: false,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 1000 },
+      // retriable errors (CONCURRENT_TRANSACTIONS while the previous transaction's markers are
+      // written, leader moves) are retried by kafkajs for longer than the transaction timeout: a
+      // request it gives up on may be half written, so the collector gives the transaction up
+      retry: { retries: 40, initialRetryTime: 50, maxRetryTime: 500 },
     });
     this.producer = p;
     await withRetries('connecting a task producer', () => p.connect(), { attempts: 30, maxDelayMs: 1000 });

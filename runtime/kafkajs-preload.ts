@@ -5,8 +5,13 @@
  * of the service's CPU there). The same grouping in linear time is put into Node's module cache
  * under kafkajs' own file name, so kafkajs' `require` finds it. If kafkajs was loaded already,
  * nothing changes (kafkajs keeps its own, slower version; the results are the same).
+ *
+ * The same way, kafkajs' `producer/sendMessages.js` is replaced by kafkajs-send-messages.ts, which
+ * keeps its progress per partition (kafkajs' version writes records twice, or not at all, when a
+ * request to several brokers half fails).
  */
 import { createRequire } from 'node:module';
+import { createSendMessages } from './kafkajs-send-messages.js';
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
 
@@ -40,7 +45,25 @@ if (!require.cache[file]) {
   require.cache[file] = m;
 }
 
+// kafkajs' produce path, with progress kept per partition (see kafkajs-send-messages.ts)
+const sendFile = require.resolve('kafkajs/src/producer/sendMessages.js');
+if (!require.cache[sendFile]) {
+  const { Module } = require('node:module') as {
+    Module: new (id: string) => NodeJS.Module & { filename: string; loaded: boolean };
+  };
+  const m = new Module(sendFile);
+  m.filename = sendFile;
+  m.loaded = true;
+  m.exports = createSendMessages;
+  require.cache[sendFile] = m;
+}
+
 /** Whether the linear grouping is the one kafkajs uses (for tests). */
 export function kafkajsGroupingPatched(): boolean {
   return require('kafkajs/src/producer/groupMessagesPerPartition.js') === groupMessagesPerPartition;
+}
+
+/** Whether the engine's produce path is the one kafkajs uses (for tests). */
+export function kafkajsSendPatched(): boolean {
+  return require('kafkajs/src/producer/sendMessages.js') === createSendMessages;
 }

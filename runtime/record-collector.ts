@@ -653,6 +653,12 @@ export class KafkaRecordCollector implements RecordCollector {
           await this.reset();
           continue;
         }
+        if (f.kind === 'retriable' && this.opts.transactional)
+          // kafkajs gave up on a request that may have been written for some partitions (their
+          // sequence numbers moved on): sent again, those would be written twice in the
+          // transaction. The transaction is given up instead (aborted; the task starts again
+          // from its last commit)
+          throw transactionLostError(this.opts.transactional.taskId, e);
         if (f.kind === 'retriable') {
           if (Date.now() - started >= (this.opts.deliveryTimeoutMs ?? 120_000)) {
             const type = rootError(e).type;

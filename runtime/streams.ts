@@ -871,6 +871,15 @@ export class KafkaStreams {
       });
     }
     const committed = await this.committedFor(h.partition);
+    this.logger.debug(
+      {
+        task: taskId,
+        committed: Object.fromEntries(committed.offsets),
+        anyMissing: committed.anyMissing,
+        metadata: committed.metadata,
+      },
+      'last commit read',
+    );
     const targets = committed.metadata ? new Map(Object.entries(committed.metadata.cl)) : undefined;
     const stores = this.topology.resolvedStores(this.config.applicationId);
     if (!committed.metadata && !committed.anyMissing) {
@@ -1276,11 +1285,14 @@ export class KafkaStreams {
           resume();
           try {
             await Promise.all(
-              live.map(async (h) => {
-                const had = h.producer!.inTransaction();
-                await h.producer!.commit(this.config.applicationId, taskOffsets.get(h) ?? []);
-                if (had || taskOffsets.get(h)?.length) this.metrics.transactions.inc({ result: 'committed' });
-              }),
+              // (a task closed meanwhile, revoked or shut down, ended its transaction itself)
+              live
+                .filter((h) => !h.closed)
+                .map(async (h) => {
+                  const had = h.producer!.inTransaction();
+                  await h.producer!.commit(this.config.applicationId, taskOffsets.get(h) ?? []);
+                  if (had || taskOffsets.get(h)?.length) this.metrics.transactions.inc({ result: 'committed' });
+                }),
             );
           } catch (e) {
             if (isTransactionLost(e)) {

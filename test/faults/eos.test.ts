@@ -73,6 +73,7 @@ async function crashRun(guarantee: 'exactly_once' | 'at_least_once') {
   svc.env.UM_PROCESSING_GUARANTEE = guarantee;
   // the parity processor is not part of this guarantee's test (it reads no legacy decisions here)
   svc.env.UM_PARITY = 'false';
+  if (process.env.UM_EOS_TEST_LOG_LEVEL) svc.env.UM_LOG_LEVEL = process.env.UM_EOS_TEST_LOG_LEVEL;
   const scenario = batchScenario({
     seed: 4242,
     tenants: 4,
@@ -140,6 +141,22 @@ async function crashRun(guarantee: 'exactly_once' | 'at_least_once') {
       }
       const dups = [...byEvent].filter(([, l]) => l.length > 1);
       console.log(`duplicated decisions: ${dups.length}; the first ones:`);
+      for (const [id, l] of dups.slice(0, 25)) console.log(`  ${id}: ${l.join(' | ')}`);
+    }
+    if (r.preferences.rewrittenIdentical + r.preferences.rewrittenConflicting > 0) {
+      const raw = await readWithProducers(svc.kafka, svc.topics.userPreferences);
+      const byVersion = new Map<string, string[]>();
+      await svc.serdes.userPreferences.prepare(raw.map((x) => x.value));
+      for (const x of raw) {
+        if (!x.value) continue;
+        const p = svc.serdes.userPreferences.deserialize(svc.topics.userPreferences, x.value);
+        const k = `${p.mailboxId}@${p.version}`;
+        const l = byVersion.get(k) ?? [];
+        l.push(`p${x.partition}@${x.offset} by ${x.producer}`);
+        byVersion.set(k, l);
+      }
+      const dups = [...byVersion].filter(([, l]) => l.length > 1);
+      console.log(`preference versions written twice: ${dups.length}; the first ones:`);
       for (const [id, l] of dups.slice(0, 25)) console.log(`  ${id}: ${l.join(' | ')}`);
     }
     console.log(
