@@ -824,9 +824,16 @@ export class KafkaStreams {
     anyMissing: boolean;
   }> {
     const topics = this.topology.sourceTopics();
-    const res = await withRetries('committed offsets', () =>
-      this.admin!.fetchOffsets({ groupId: this.config.applicationId, topics }),
-    );
+    const res = await withRetries('committed offsets', async () => {
+      const r = await this.admin!.fetchOffsets({ groupId: this.config.applicationId, topics });
+      // kafkajs asks only for the partitions its metadata knows: while that is incomplete (a
+      // leader election, a refresh in flight) a partition is left out of the answer, which must
+      // not read as "never committed" (the task would start again from the log start)
+      for (const topic of topics)
+        if (!r.find((t) => t.topic === topic)?.partitions.some((p) => p.partition === partition))
+          throw Object.assign(new Error(`no committed-offset answer for ${topic}:${partition}`), { retriable: true });
+      return r;
+    });
     const offsets = new Map<string, number>();
     let metadata: CommitMetadata | undefined;
     let anyMissing = false;
@@ -1330,7 +1337,12 @@ export class KafkaStreams {
       this.lastCommit = Date.now();
       this.metrics.commits.inc({ result: 'ok' });
       this.metrics.commitLatency.observe((performance.now() - t0) / 1000);
-      this.logger.debug({ reason, partitions: offsets.length }, 'committed');
+      if (this.logger.isLevelEnabled('trace'))
+        this.logger.trace(
+          { reason, offsets: offsets.map((o) => `${o.topic.split('.').pop()}-${o.partition}@${o.offset}`) },
+          'committed',
+        );
+      else this.logger.debug({ reason, partitions: offsets.length }, 'committed');
     };
     this.committing = run()
       .catch((e) => {
