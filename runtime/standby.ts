@@ -183,10 +183,13 @@ export class StandbyManager {
       this.reposition();
     });
     // batches of only control records reach no eachBatch
+    // (only a batch that continues the position moves it: one fetched from elsewhere, before a
+    // seek took effect, would skip the records in between)
     c.on(c.events.END_BATCH_PROCESS, (e) => {
-      const b = e.payload as { topic: string; partition: number; lastOffset: string };
+      const b = e.payload as { topic: string; partition: number; firstOffset: string | null; lastOffset: string };
       const f = this.standbys.get(b.partition)?.follows.get(b.topic);
-      if (f) f.fetched = Math.max(f.fetched, Number(b.lastOffset) + 1);
+      if (!f || b.firstOffset === null || b.firstOffset === undefined) return;
+      if (Number(b.firstOffset) <= f.fetched) f.fetched = Math.max(f.fetched, Number(b.lastOffset) + 1);
     });
     await c.connect();
     await c.subscribe({ topics: this.opts.changelogTopics, fromBeginning: true });
@@ -196,6 +199,8 @@ export class StandbyManager {
       eachBatch: async ({ batch }) => {
         const f = this.standbys.get(batch.partition)?.follows.get(batch.topic);
         if (!f) return;
+        const from = Number((batch as { fetchedOffset?: string }).fetchedOffset);
+        if (!Number.isFinite(from) || from > f.fetched) return;
         for (const m of batch.messages) {
           const off = Number(m.offset);
           if (off >= f.fetched) f.buffer.push(toRawRecord(m));

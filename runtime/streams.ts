@@ -635,6 +635,16 @@ export class KafkaStreams {
     if (this.revoking) return this.revoking;
     const run = async () => {
       if (this._state === 'PENDING_SHUTDOWN' || this._state === 'NOT_RUNNING' || this._state === 'ERROR') return;
+      // tasks still opening would start processing during the rebalance (after this commit, with
+      // nothing suspending them): a second owner of their partitions for a moment, whose writes
+      // belong to no commit. They are closed; the assignment opens them again if they stay here
+      const opening = [...this.tasks.values()].filter(
+        (h) => !h.closed && h.task?.state !== 'RUNNING' && h.task?.state !== 'SUSPENDED',
+      );
+      for (const h of opening) {
+        this.tasks.delete(h.partition);
+        await this.closeTask(h, 'dirty', 'rebalance while opening');
+      }
       const running = [...this.tasks.values()].filter((h) => h.task?.state === 'RUNNING' && !h.closed);
       if (!running.length) return;
       for (const h of running) h.task!.pause();
@@ -1004,6 +1014,7 @@ export class KafkaStreams {
     if (h.closed) return undefined;
     await task.init();
     h.task = task;
+    if (h.closed) return undefined;
     this.updateReady();
     return task;
   }

@@ -1,0 +1,151 @@
+/**
+ * Several instances started together on pre-produced input (issue 11: "no work done twice when
+ * instances start together; the work split evenly"):
+ *
+ *   npx tsx bench/instances.ts [--instances 2] [--events 200000] [--partitions 6] [--no-record]
+ *
+ * Produces `--events` mail events (plus ~5% interactions, half the mailboxes seeded), then starts
+ * `--instances` service processes at once (`node bin/um.mjs run`, fresh state, UM_PARITY=false),
+ * and waits until every mail is decided. Reports, from each instance's /metrics and /proc: the mails
+ * it decided, its CPU seconds, and in total the decisions beyond one per mail (work done twice, at
+ * start-up rebalances) and events/s from the first spawn to the last decision.
+ * Uses the local stack unless KAFKA_BROKERS and SCHEMA_REGISTRY_URL are set; appends a line
+ * (scenario `instances`) to bench/results.jsonl.
+ */
+import { randomBytes } from 'node:crypto';
+import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { parseArgs } from 'node:util';
+import pino from 'pino';
+import { ensureTopics, kafkaFor } from '../cli/app.js';
+import { loadConfig } from '../cli/config.js';
+import { TrafficProducer, Workload } from '../demo/traffic.js';
+import { createRegistryClient } from '../runtime/serdes/registry.js';
+import { freePort, startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
+import { mailSerdes } from '../topology/serdes.js';
+import { topicNames } from '../topology/topics.js';
+import { spawnService, sumOf, type ServiceProcess } from './service-process.js';
+
+process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
+const here = dirname(fileURLToPath(import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const log = (m: string) => process.stderr.write(`[instances] ${m}\n`);
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      instances: { type: 'string', default: '2' },
+      events: { type: 'string', default: '200000' },
+      partitions: { type: 'string', default: '6' },
+      'no-record': { type: 'boolean', default: false },
+    },
+  });
+  const n = Number(values.instances);
+  const events = Number(values.events);
+  const partitions = Number(values.partitions);
+  const cleanups: (() => Promise<void>)[] = [];
+  try {
+    let brokers = process.env.KAFKA_BROKERS;
+    let registryUrl = process.env.SCHEMA_REGISTRY_URL;
+    if (!brokers || !registryUrl) {
+      const stack: LocalStack = await startLocalStack({ nodes: 1 });
+      cleanups.push(() => stack.stop());
+      brokers = stack.brokers.join(',');
+      registryUrl = stack.registryUrl;
+    }
+    const id = `inst-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
+    const stateRoot = mkdtempSync(join(tmpdir(), 'um-instances-'));
+    cleanups.push(async () => rmSync(stateRoot, { recursive: true, force: true }));
+    const inherited = Object.fromEntries(
+      Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined),
+    );
+    const env: Record<string, string> = {
+      ...inherited,
+      KAFKA_BROKERS: brokers,
+      SCHEMA_REGISTRY_URL: registryUrl,
+      UM_APP_ID: id,
+      UM_TOPIC_PREFIX: `${id}-`,
+      UM_PARTITIONS: String(partitions),
+      UM_HTTP_HOST: '127.0.0.1',
+      UM_LOG_LEVEL: process.env.UM_LOG_LEVEL ?? 'warn',
+      UM_PARITY: process.env.UM_PARITY ?? 'false',
+    };
+    const cfg = loadConfig({ ...env, UM_STATE_DIR: stateRoot, UM_HTTP_PORT: '0' });
+    const kafka = kafkaFor(cfg, `${id}-bench`);
+    await ensureTopics(kafka, cfg);
+    const topics = topicNames(cfg.topicPrefix);
+    const traffic = new TrafficProducer({
+      kafka,
+      serdes: mailSerdes(createRegistryClient({ url: registryUrl }), topics),
+      topics,
+      workload: new Workload({ seed: 42, mailboxes: 20_000, tenants: 20 }),
+      logger: pino({ level: 'warn' }, pino.destination(2)),
+    });
+    await traffic.seed(0.5);
+    const produced = await traffic.produceMany(events, { batchSize: 2000, inFlight: 4 });
+    await traffic.stop();
+    log(`pre-produced ${produced.mails} mails + ${produced.interactions} interactions; starting ${n} instances`);
+    const loadBefore = Math.round(loadavg()[0]! * 100) / 100;
+    const svcs: ServiceProcess[] = [];
+    for (let i = 0; i < n; i++) {
+      const port = await freePort();
+      const svc = spawnService({
+        env: {
+          ...env,
+          UM_INSTANCE_ID: `${id}-${i}`,
+          UM_STATE_DIR: join(stateRoot, `i${i}`),
+          UM_HTTP_PORT: String(port),
+        },
+        httpPort: port,
+      });
+      cleanups.push(() => svc.stop());
+      svcs.push(svc);
+    }
+    const t0 = Math.min(...svcs.map((s) => s.spawnedAt));
+    let decided: number[] = svcs.map(() => 0);
+    let doneAt: number | undefined;
+    const deadline = Date.now() + 900_000;
+    while (doneAt === undefined) {
+      if (Date.now() > deadline) throw new Error('not every mail decided within 900 s');
+      decided = await Promise.all(svcs.map(async (s) => sumOf((await s.metrics()) ?? [], 'um_decisions_total')));
+      // every mail decided once at least (decisions beyond that are work done twice)
+      if (decided.reduce((a, b) => a + b, 0) >= produced.mails) {
+        await sleep(3000); // let re-processing, if any, show in the counts
+        decided = await Promise.all(svcs.map(async (s) => sumOf((await s.metrics()) ?? [], 'um_decisions_total')));
+        doneAt = performance.now() - 3000;
+      } else await sleep(200);
+    }
+    const secs = (doneAt - t0) / 1000;
+    const total = decided.reduce((a, b) => a + b, 0);
+    const r = {
+      instances: n,
+      mails: produced.mails,
+      interactions: produced.interactions,
+      partitions,
+      decidedPerInstance: decided,
+      cpuSecondsPerInstance: svcs.map((s) => Math.round(s.proc.cpuSeconds * 10) / 10),
+      peakRssMiBPerInstance: svcs.map((s) => Math.round(s.proc.peakRssMiB)),
+      decisionsBeyondOnePerMail: total - produced.mails,
+      eventsPerSecFromSpawn: Math.round((produced.mails + produced.interactions) / secs),
+      loadAvg1mBefore: loadBefore,
+    };
+    console.log(JSON.stringify(r));
+    if (!values['no-record'])
+      appendFileSync(
+        join(here, 'results.jsonl'),
+        `${JSON.stringify({ schemaVersion: 2, scenario: 'instances', at: new Date().toISOString(), cpus: cpus().length, ...r })}\n`,
+      );
+  } finally {
+    for (const c of cleanups.reverse()) await c().catch(() => undefined);
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (e) => {
+    console.error(e);
+    process.exit(1);
+  },
+);
