@@ -18,20 +18,13 @@
  * Uses the local stack (one broker + registry) unless KAFKA_BROKERS and SCHEMA_REGISTRY_URL are set.
  * Appends a line (scenario `failover`) to bench/results.jsonl.
  */
-import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { appendFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { ensureTopics, kafkaFor } from '../cli/app.js';
-import { loadConfig } from '../cli/config.js';
-import { TrafficProducer, Workload } from '../demo/traffic.js';
-import { createRegistryClient } from '../runtime/serdes/registry.js';
-import { freePort, startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
-import { mailSerdes } from '../topology/serdes.js';
-import { topicNames } from '../topology/topics.js';
+import { freePort } from '../scripts/kafka/local.js';
+import { benchApp, benchCluster } from './app-setup.js';
 import { spawnService, sumOf, type ServiceProcess } from './service-process.js';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
@@ -81,47 +74,20 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [];
   const results: Record<string, unknown>[] = [];
   try {
-    let brokers = process.env.KAFKA_BROKERS;
-    let registryUrl = process.env.SCHEMA_REGISTRY_URL;
-    if (!brokers || !registryUrl) {
-      log('starting a local Kafka broker and schema registry');
-      const stack: LocalStack = await startLocalStack({ nodes: 1 });
-      cleanups.push(() => stack.stop());
-      brokers = stack.brokers.join(',');
-      registryUrl = stack.registryUrl;
-    }
+    const cluster = await benchCluster(cleanups);
+    if (!process.env.KAFKA_BROKERS) log('local Kafka broker and schema registry started');
     for (const standby of settings) {
-      const id = `failover-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
-      const stateRoot = mkdtempSync(join(tmpdir(), 'um-failover-'));
-      cleanups.push(async () => rmSync(stateRoot, { recursive: true, force: true }));
-      const inherited = Object.fromEntries(
-        Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined),
+      const { id, stateRoot, env, traffic, workload } = await benchApp(
+        'failover',
+        cluster,
+        partitions,
+        {
+          UM_PARITY: 'false',
+          UM_SESSION_TIMEOUT_MS: String(sessionTimeoutMs),
+          UM_NUM_STANDBY_REPLICAS: String(standby),
+        },
+        cleanups,
       );
-      const env: Record<string, string> = {
-        ...inherited,
-        KAFKA_BROKERS: brokers,
-        SCHEMA_REGISTRY_URL: registryUrl,
-        UM_APP_ID: id,
-        UM_TOPIC_PREFIX: `${id}-`,
-        UM_PARTITIONS: String(partitions),
-        UM_HTTP_HOST: '127.0.0.1',
-        UM_LOG_LEVEL: process.env.UM_LOG_LEVEL ?? 'warn',
-        UM_PARITY: 'false',
-        UM_SESSION_TIMEOUT_MS: String(sessionTimeoutMs),
-        UM_NUM_STANDBY_REPLICAS: String(standby),
-      };
-      const cfg = loadConfig({ ...env, UM_STATE_DIR: stateRoot, UM_HTTP_PORT: '0' });
-      const kafka = kafkaFor(cfg, `${id}-bench`);
-      await ensureTopics(kafka, cfg);
-      const topics = topicNames(cfg.topicPrefix);
-      const workload = new Workload({ seed: 42, mailboxes: 20_000, tenants: 20 });
-      const traffic = new TrafficProducer({
-        kafka,
-        serdes: mailSerdes(createRegistryClient({ url: registryUrl }), topics),
-        topics,
-        workload,
-        logger: pino({ level: 'warn' }, pino.destination(2)),
-      });
       await traffic.seed(0);
       let t = performance.now();
       const produced = await traffic.producePreferences(workload.restorePreferences(records, distinct, Date.now()), {

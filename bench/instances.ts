@@ -12,20 +12,13 @@
  * Uses the local stack unless KAFKA_BROKERS and SCHEMA_REGISTRY_URL are set; appends a line
  * (scenario `instances`) to bench/results.jsonl.
  */
-import { randomBytes } from 'node:crypto';
-import { appendFileSync, mkdtempSync, rmSync } from 'node:fs';
-import { cpus, loadavg, tmpdir } from 'node:os';
+import { appendFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pino from 'pino';
-import { ensureTopics, kafkaFor } from '../cli/app.js';
-import { loadConfig } from '../cli/config.js';
-import { TrafficProducer, Workload } from '../demo/traffic.js';
-import { createRegistryClient } from '../runtime/serdes/registry.js';
-import { freePort, startLocalStack, type LocalStack } from '../scripts/kafka/local.js';
-import { mailSerdes } from '../topology/serdes.js';
-import { topicNames } from '../topology/topics.js';
+import { freePort } from '../scripts/kafka/local.js';
+import { benchApp, benchCluster } from './app-setup.js';
 import { spawnService, sumOf, type ServiceProcess } from './service-process.js';
 
 process.env.KAFKAJS_NO_PARTITIONER_WARNING = '1';
@@ -47,42 +40,14 @@ async function main(): Promise<void> {
   const partitions = Number(values.partitions);
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    let brokers = process.env.KAFKA_BROKERS;
-    let registryUrl = process.env.SCHEMA_REGISTRY_URL;
-    if (!brokers || !registryUrl) {
-      const stack: LocalStack = await startLocalStack({ nodes: 1 });
-      cleanups.push(() => stack.stop());
-      brokers = stack.brokers.join(',');
-      registryUrl = stack.registryUrl;
-    }
-    const id = `inst-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
-    const stateRoot = mkdtempSync(join(tmpdir(), 'um-instances-'));
-    cleanups.push(async () => rmSync(stateRoot, { recursive: true, force: true }));
-    const inherited = Object.fromEntries(
-      Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined),
+    const cluster = await benchCluster(cleanups);
+    const { id, stateRoot, env, traffic } = await benchApp(
+      'inst',
+      cluster,
+      partitions,
+      { UM_PARITY: process.env.UM_PARITY ?? 'false' },
+      cleanups,
     );
-    const env: Record<string, string> = {
-      ...inherited,
-      KAFKA_BROKERS: brokers,
-      SCHEMA_REGISTRY_URL: registryUrl,
-      UM_APP_ID: id,
-      UM_TOPIC_PREFIX: `${id}-`,
-      UM_PARTITIONS: String(partitions),
-      UM_HTTP_HOST: '127.0.0.1',
-      UM_LOG_LEVEL: process.env.UM_LOG_LEVEL ?? 'warn',
-      UM_PARITY: process.env.UM_PARITY ?? 'false',
-    };
-    const cfg = loadConfig({ ...env, UM_STATE_DIR: stateRoot, UM_HTTP_PORT: '0' });
-    const kafka = kafkaFor(cfg, `${id}-bench`);
-    await ensureTopics(kafka, cfg);
-    const topics = topicNames(cfg.topicPrefix);
-    const traffic = new TrafficProducer({
-      kafka,
-      serdes: mailSerdes(createRegistryClient({ url: registryUrl }), topics),
-      topics,
-      workload: new Workload({ seed: 42, mailboxes: 20_000, tenants: 20 }),
-      logger: pino({ level: 'warn' }, pino.destination(2)),
-    });
     await traffic.seed(0.5);
     const produced = await traffic.produceMany(events, { batchSize: 2000, inFlight: 4 });
     await traffic.stop();
