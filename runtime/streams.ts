@@ -972,12 +972,15 @@ export class KafkaStreams {
     // the consumer may fetch from elsewhere (where it was before the task was opened again without
     // a join, or offsets it read before the previous owner's last transaction ended): from the
     // task's position; until then the task drops what does not continue it (task.ts `enqueue`)
-    for (const topic of this.topology.sourceTopics())
+    for (const topic of this.topology.sourceTopics()) {
       this.consumer?.seek({
         topic,
         partition: h.partition,
         offset: String(task.committableOffsets().get(topic) ?? committed.offsets.get(topic) ?? 0),
       });
+      // a previous task of this partition may have left it paused (its queue was full when it closed)
+      this.consumer?.resume([{ topic, partitions: [h.partition] }]);
+    }
     created(task);
     if (h.closed) return undefined;
     const restored = await state.restore(
