@@ -200,7 +200,11 @@ export class StandbyManager {
         const f = this.standbys.get(batch.partition)?.follows.get(batch.topic);
         if (!f) return;
         const from = Number((batch as { fetchedOffset?: string }).fetchedOffset);
-        if (!Number.isFinite(from) || from > f.fetched) return;
+        if (!Number.isFinite(from) || from > f.fetched) {
+          // not the next records: fetch from the position (again)
+          c.seek({ topic: batch.topic, partition: batch.partition, offset: String(f.fetched) });
+          return;
+        }
         for (const m of batch.messages) {
           const off = Number(m.offset);
           if (off >= f.fetched) f.buffer.push(toRawRecord(m));

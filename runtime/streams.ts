@@ -1135,6 +1135,7 @@ export class KafkaStreams {
     if (spec.key.prepare) await spec.key.prepare(records.map((r) => r.key));
     if (h.closed) return;
     const fetchedFrom = Number((batch as { fetchedOffset?: string }).fetchedOffset);
+    const staleBefore = task.staleBatches;
     task
       .enqueue(
         batch.topic,
@@ -1147,6 +1148,11 @@ export class KafkaStreams {
         if (task.failure() !== undefined) this.onTaskFailure(task.failure());
         else if (!(e instanceof StreamsError) || !e.retriable) this.onTaskFailure(e);
       });
+    // a batch that did not continue the task's position: fetch from the position (again)
+    if (task.staleBatches !== staleBefore) {
+      const at = task.fetchPosition(batch.topic);
+      if (at !== undefined) this.consumer?.seek({ topic: batch.topic, partition: batch.partition, offset: String(at) });
+    }
   }
 
   private async tick(): Promise<void> {

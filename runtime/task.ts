@@ -380,6 +380,11 @@ export class StreamTask {
     else this.kick();
   }
 
+  /** Where the next fetched batch of a source partition must start (undefined before the position is set). */
+  fetchPosition(topic: string): number | undefined {
+    return this.queues.get(topic)?.fetched;
+  }
+
   /** Offsets the task still needs per source partition (lag = high watermark - this). */
   lag(): Map<string, number> {
     const out = new Map<string, number>();
