@@ -33,30 +33,23 @@ function groupMessagesPerPartition({
 }
 
 const require = createRequire(import.meta.url);
-const file = require.resolve('kafkajs/src/producer/groupMessagesPerPartition.js');
-if (!require.cache[file]) {
+/** Puts `exports` in Node's module cache under kafkajs' file `id`, unless kafkajs loaded it already. */
+function preload(id: string, exports: unknown): void {
+  const file = require.resolve(id);
+  if (require.cache[file]) return;
   const { Module } = require('node:module') as {
     Module: new (id: string) => NodeJS.Module & { filename: string; loaded: boolean };
   };
   const m = new Module(file);
   m.filename = file;
   m.loaded = true;
-  m.exports = groupMessagesPerPartition;
+  m.exports = exports;
   require.cache[file] = m;
 }
 
+preload('kafkajs/src/producer/groupMessagesPerPartition.js', groupMessagesPerPartition);
 // kafkajs' produce path, with progress kept per partition (see kafkajs-send-messages.ts)
-const sendFile = require.resolve('kafkajs/src/producer/sendMessages.js');
-if (!require.cache[sendFile]) {
-  const { Module } = require('node:module') as {
-    Module: new (id: string) => NodeJS.Module & { filename: string; loaded: boolean };
-  };
-  const m = new Module(sendFile);
-  m.filename = sendFile;
-  m.loaded = true;
-  m.exports = createSendMessages;
-  require.cache[sendFile] = m;
-}
+preload('kafkajs/src/producer/sendMessages.js', createSendMessages);
 
 /** Whether the linear grouping is the one kafkajs uses (for tests). */
 export function kafkajsGroupingPatched(): boolean {

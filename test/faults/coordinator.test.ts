@@ -16,38 +16,22 @@
  *  - no (mailbox, version) pair is written twice to user-preferences.
  * Duplicate decisions and decisions that differ from the reference are printed.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Admin } from 'kafkajs';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalStack, type LocalStack } from '../../scripts/kafka/local.js';
+import { describe, expect, it } from 'vitest';
 import { formatReport } from '../engine/accounting.js';
 import { ackedMissing, checkRun, seededEnds } from '../engine/check.js';
 import { createService, endOffsetSum, sendTables, waitDrained, withProducer } from '../engine/io.js';
 import { LiveScenario } from '../engine/scenario.js';
-import { killAll, ServiceInstance } from '../engine/service.js';
+import { ServiceInstance } from '../engine/service.js';
+import { faultCluster } from './cluster.js';
 import { LiveTraffic } from '../engine/traffic.js';
 import { uniqueName } from '../integration/helpers.js';
 
 /** `UM_FAULTS_GUARANTEE=exactly_once npm run test:faults`: the same faults under exactly-once */
 const GUARANTEE = process.env.UM_FAULTS_GUARANTEE === 'exactly_once' ? 'exactly_once' : 'at_least_once';
-const root = mkdtempSync(join(tmpdir(), 'um-faults-'));
-const instances: ServiceInstance[] = [];
-let stack: LocalStack | undefined;
-
-beforeAll(async () => {
-  stack = await startLocalStack({ nodes: 3 });
-  // the integration helpers (readAll, ...) read these
-  process.env.KAFKA_BROKERS = stack.brokers.join(',');
-  process.env.SCHEMA_REGISTRY_URL = stack.registryUrl;
-}, 240_000);
-
-afterAll(async () => {
-  await killAll(instances);
-  await stack?.stop();
-  if (process.env.UM_KEEP_TEST_LOGS !== '1') rmSync(root, { recursive: true, force: true });
-}, 120_000);
+const suite = faultCluster('faults');
+const { root, instances } = suite;
 
 /** Java's String.hashCode, as Kafka uses it to place a group on a __consumer_offsets partition. */
 function javaHash(s: string): number {
@@ -97,10 +81,10 @@ interface Fault {
 describe('faults: group coordinator and controller loss', () => {
   it('kill -9 the coordinator broker, then the controller, mid-stream: processing resumes within 30 s, nothing lost', async () => {
     const t0 = Date.now();
-    const cluster = stack!.kafka;
+    const cluster = suite.stack().kafka;
     const svc = await createService({
-      brokers: stack!.brokers,
-      registryUrl: stack!.registryUrl,
+      brokers: suite.stack().brokers,
+      registryUrl: suite.stack().registryUrl,
       prefix: `${uniqueName('faults')}.`,
       appId: uniqueName('um-faults'),
       partitions: 6,

@@ -16,11 +16,8 @@
  *
  * `UM_EOS_TEST_MAILS` / `UM_EOS_TEST_INTERACTIONS` change the size (defaults 80,000 / 20,000).
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startLocalStack, type LocalStack } from '../../scripts/kafka/local.js';
+import { describe, expect, it } from 'vitest';
 import { formatReport } from '../engine/accounting.js';
 import { checkRun, seededEnds } from '../engine/check.js';
 import {
@@ -34,35 +31,23 @@ import {
   withProducer,
 } from '../engine/io.js';
 import { batchScenario } from '../engine/scenario.js';
-import { killAll, ServiceInstance } from '../engine/service.js';
+import { ServiceInstance } from '../engine/service.js';
+import { faultCluster } from './cluster.js';
 import { uniqueName } from '../integration/helpers.js';
 
 const MAILS = Number(process.env.UM_EOS_TEST_MAILS ?? 80_000);
 const INTERACTIONS = Number(process.env.UM_EOS_TEST_INTERACTIONS ?? 20_000);
 
-const root = mkdtempSync(join(tmpdir(), 'um-eos-'));
-const instances: ServiceInstance[] = [];
-let stack: LocalStack | undefined;
-
-beforeAll(async () => {
-  stack = await startLocalStack({ nodes: 3 });
-  process.env.KAFKA_BROKERS = stack.brokers.join(',');
-  process.env.SCHEMA_REGISTRY_URL = stack.registryUrl;
-}, 240_000);
-
-afterAll(async () => {
-  await killAll(instances);
-  await stack?.stop();
-  if (process.env.UM_KEEP_TEST_LOGS !== '1') rmSync(root, { recursive: true, force: true });
-}, 120_000);
+const cluster = faultCluster('eos');
+const { root, instances } = cluster;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
 async function crashRun(guarantee: 'exactly_once' | 'at_least_once') {
   const t0 = Date.now();
   const svc = await createService({
-    brokers: stack!.brokers,
-    registryUrl: stack!.registryUrl,
+    brokers: cluster.stack().brokers,
+    registryUrl: cluster.stack().registryUrl,
     prefix: `${uniqueName(`eos-${guarantee}`)}.`,
     appId: uniqueName(`um-eos-${guarantee === 'exactly_once' ? 'eos' : 'alos'}`),
     partitions: 6,
