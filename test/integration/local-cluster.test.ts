@@ -5,6 +5,7 @@
 import { Kafka, logLevel } from 'kafkajs';
 import { describe, expect, it } from 'vitest';
 import { startKafka } from '../../scripts/kafka/local.js';
+import { withRetries } from '../../runtime/retry.js';
 
 describe('local 3-node KRaft cluster', () => {
   it('replicates, survives a stopped node, and stops cleanly', async () => {
@@ -26,7 +27,8 @@ describe('local 3-node KRaft cluster', () => {
         waitForLeaders: true,
         topics: [{ topic: 'replicated', numPartitions: 3, replicationFactor: 3 }],
       });
-      const md = await admin.fetchTopicMetadata({ topics: ['replicated'] });
+      // (a broker may not know the new topic for a moment after its leaders are elected: retried)
+      const md = await withRetries('topic metadata', () => admin.fetchTopicMetadata({ topics: ['replicated'] }));
       for (const p of md.topics[0]!.partitions) expect(p.replicas.sort()).toEqual([1, 2, 3]);
 
       // one node down: acks=all still succeeds (min.insync.replicas=2), and everything is readable
