@@ -13,8 +13,13 @@
  *    decision's record timestamp is the time the broker appended it), and no instance exits;
  *  - every mail has a decision; every mailbox's last preference record equals the reference's,
  *    no version of the reference is missing and none is written with other content;
- *  - no (mailbox, version) pair is written twice to user-preferences.
- * Duplicate decisions and decisions that differ from the reference are printed.
+ *  - no (mailbox, version) pair is written twice with different content; under exactly-once none
+ *    is written twice at all, and no mail is decided twice (at-least-once allows both when a
+ *    commit is lost with a broker: a CI run had 12 duplicate decisions and 1 identical rewrite).
+ * Duplicate decisions and decisions that differ from the reference are printed (live traffic sends
+ * a chunk's interactions before its mails, so a mail stamped before an interaction of its chunk can
+ * arrive after the interaction was applied: those "wrong" decisions are largely the same ids in every run,
+ * and test/integration/engine-order.test.ts checks event-time order on pre-produced input).
  */
 import { join } from 'node:path';
 import type { Admin } from 'kafkajs';
@@ -200,7 +205,10 @@ describe('faults: group coordinator and controller loss', () => {
         mailboxesWithWrongLastPreferences: r.preferences.lastWrong,
         preferenceVersionsLost: r.preferences.lostVersions,
         preferenceVersionsWrong: r.preferences.wrongVersions,
-        versionsWrittenTwice: r.preferences.rewrittenIdentical + r.preferences.rewrittenConflicting,
+        // at-least-once allows a version to be written again (identically) when a commit is lost
+        // with a broker; exactly-once does not. A conflicting rewrite is wrong under both
+        versionsWrittenConflicting: r.preferences.rewrittenConflicting,
+        ...(GUARANTEE === 'exactly_once' ? { versionsWrittenTwice: r.preferences.rewrittenIdentical } : {}),
         unexpectedMailboxes: r.preferences.unexpectedMailboxes,
         deadLetters: r.deadLetters,
         ...(GUARANTEE === 'exactly_once' ? { duplicateDecisions: r.decisions.duplicates } : {}),
@@ -214,7 +222,8 @@ describe('faults: group coordinator and controller loss', () => {
         mailboxesWithWrongLastPreferences: 0,
         preferenceVersionsLost: 0,
         preferenceVersionsWrong: 0,
-        versionsWrittenTwice: 0,
+        versionsWrittenConflicting: 0,
+        ...(GUARANTEE === 'exactly_once' ? { versionsWrittenTwice: 0 } : {}),
         unexpectedMailboxes: 0,
         deadLetters: 0,
         ...(GUARANTEE === 'exactly_once' ? { duplicateDecisions: 0 } : {}),
