@@ -58,6 +58,13 @@ export interface RecordCollector {
   /** highest acknowledged offset per `topic:partition` */
   ackedOffsets(): ReadonlyMap<string, number>;
   /**
+   * After `flushUpTo(position)`: per `topic:partition`, the offset of the last record sent before
+   * `mark()` returned `position` (records sent after the mark, acknowledged or not, are left out).
+   * Lets a commit take its changelog positions while processing already goes on. Undefined when
+   * the mark is unknown (too old, or not from this collector).
+   */
+  ackedOffsetsAt?(position: number): ReadonlyMap<string, number> | undefined;
+  /**
    * Backpressure: resolves when the collector can take more (too many records or bytes waiting
    * to be sent otherwise); tasks wait on it between batches.
    */
@@ -74,12 +81,19 @@ export class MemoryRecordCollector implements RecordCollector {
     this.offsets.set(k, (this.offsets.get(k) ?? -1) + 1);
   }
   async flush(): Promise<void> {}
+  private readonly marks = new Map<number, Map<string, number>>();
   mark(): number {
+    this.marks.set(this.records.length, new Map(this.offsets));
     return this.records.length;
   }
   async flushUpTo(): Promise<void> {}
   ackedOffsets(): ReadonlyMap<string, number> {
     return this.offsets;
+  }
+  ackedOffsetsAt(position: number): ReadonlyMap<string, number> | undefined {
+    const m = this.marks.get(position);
+    this.marks.delete(position);
+    return m;
   }
 }
 
@@ -350,7 +364,21 @@ interface Entry {
   accounted: number;
   /** this entry is a dead letter the collector wrote in place of a refused record */
   deadLetter?: boolean;
+  /** its index among the records sent to its explicit partition (for marks) */
+  seq?: number;
 }
+
+/** A commit's mark: per partition, how many records were sent before it, and their last offset once acknowledged. */
+interface Mark {
+  position: number;
+  /** `topic:partition` → records sent to it before the mark */
+  before: Map<string, number>;
+  /** `topic:partition` → offset of the last acknowledged record sent before the mark */
+  offsets: Map<string, number>;
+}
+
+/** marks kept for `ackedOffsetsAt` (a commit takes its own; older ones are from failed commits) */
+const MAX_MARKS = 4;
 
 /** Records grouped by topic and explicit partition (undefined: one group per topic), in order. */
 function byPartition(batch: Entry[]): Entry[][] {
@@ -373,6 +401,9 @@ export class KafkaRecordCollector implements RecordCollector {
   private failure: StreamsError | undefined;
   private closed = false;
   private readonly offsets = new Map<string, number>();
+  /** per `topic:partition`: records sent to it (explicit partitions only) */
+  private readonly sentTo = new Map<string, number>();
+  private marks: Mark[] = [];
   private readonly maxBatch: number;
   private readonly maxRequestBytes: number;
   private readonly maxBuffered: number;
@@ -432,6 +463,12 @@ export class KafkaRecordCollector implements RecordCollector {
         `timestamp ${record.timestamp} is outside the topic's message.timestamp.after/before.max.ms`,
         limit,
       );
+    }
+    if (entry.record.partition !== undefined) {
+      const k = tpKey(entry.record.topic, entry.record.partition);
+      const n = this.sentTo.get(k) ?? 0;
+      entry.seq = n;
+      this.sentTo.set(k, n + 1);
     }
     this.buffer.push(entry);
     this.sent++;
@@ -722,14 +759,35 @@ export class KafkaRecordCollector implements RecordCollector {
       const k = tpKey(r.topic, r.partition);
       counts.set(k, (counts.get(k) ?? 0) + 1);
     }
+    const marks = this.marks.length ? new Map<string, number>() : undefined;
     for (const md of result) {
       const k = tpKey(md.topicName, md.partition);
       const n = counts.get(k);
       if (n === undefined) continue;
       counts.delete(k);
       if (md.baseOffset === undefined) continue;
-      const last = Number(md.baseOffset) + n - 1;
+      const base = Number(md.baseOffset);
+      const last = base + n - 1;
       if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
+      marks?.set(k, base);
+    }
+    if (marks?.size) {
+      // each written record's offset, for the marks whose records it is: the i-th record of a
+      // partition in the batch has the partition's base offset + i (one request, in order)
+      const index = new Map<string, number>();
+      for (const e of batch) {
+        const r = e.record;
+        if (r.partition === undefined || e.seq === undefined) continue;
+        const k = tpKey(r.topic, r.partition);
+        const base = marks.get(k);
+        if (base === undefined) continue;
+        const i = index.get(k) ?? 0;
+        index.set(k, i + 1);
+        for (const m of this.marks) {
+          const before = m.before.get(k);
+          if (before !== undefined && e.seq < before && base + i > (m.offsets.get(k) ?? -1)) m.offsets.set(k, base + i);
+        }
+      }
     }
     if (!counts.size) return [];
     return batch.filter(({ record: r }) => r.partition !== undefined && counts.has(tpKey(r.topic, r.partition)));
@@ -745,7 +803,18 @@ export class KafkaRecordCollector implements RecordCollector {
   }
 
   mark(): number {
+    // what is acknowledged already was sent before the mark
+    this.marks.push({ position: this.sent, before: new Map(this.sentTo), offsets: new Map(this.offsets) });
+    if (this.marks.length > MAX_MARKS) this.marks.shift();
     return this.sent;
+  }
+
+  ackedOffsetsAt(position: number): ReadonlyMap<string, number> | undefined {
+    const i = this.marks.findIndex((m) => m.position === position);
+    if (i < 0 || this.acked < position) return undefined;
+    const m = this.marks[i]!;
+    this.marks.splice(i, 1);
+    return m.offsets;
   }
 
   async flushUpTo(position: number): Promise<void> {

@@ -248,12 +248,16 @@ export class TaskStateManager {
 
   /**
    * The changelog offsets the sealed state corresponds to, for the commit's metadata. Call when
-   * every changelog record of the commit is acknowledged and nothing was sent since. For a
+   * every changelog record of the commit is acknowledged, with `ackedAtMark` (the collector's
+   * offsets of the records sent before the commit's mark) or, if nothing was sent since, without. For a
    * store whose changelog is also a source topic (a table), the offsets consumed from that
    * topic count too (`consumed`: topic -> next offset).
    */
-  commitPositions(consumed?: ReadonlyMap<string, number>): Map<string, number> {
-    const acked = this.opts.collector.ackedOffsets();
+  commitPositions(
+    consumed?: ReadonlyMap<string, number>,
+    ackedAtMark?: ReadonlyMap<string, number>,
+  ): Map<string, number> {
+    const acked = ackedAtMark ?? this.opts.collector.ackedOffsets();
     const out = new Map<string, number>();
     for (const s of this.stores.values()) {
       const topic = s.resolved.changelogTopic;

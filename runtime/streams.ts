@@ -182,6 +182,8 @@ export class KafkaStreams {
   private reopenAfter: number | undefined;
   private recovering: Promise<void> | undefined;
   private standby: StandbyManager | undefined;
+  /** a revocation or shutdown holds the tasks paused until their final commit (no commit resumes them) */
+  private holdTasks = false;
   /** revoked tasks still closing (a standby of the same task waits for its stores) */
   private readonly closing = new Map<number, Promise<void>>();
 
@@ -573,7 +575,7 @@ export class KafkaStreams {
       if (this.sessionSuspect) {
         this.sessionSuspect = false;
         this.logger.info('group heartbeat healthy again: processing goes on');
-        for (const h of this.tasks.values()) if (h.task?.state === 'RUNNING') h.task.resume();
+        if (!this.holdTasks) for (const h of this.tasks.values()) if (h.task?.state === 'RUNNING') h.task.resume();
         this.updateReady();
       }
     });
@@ -647,6 +649,9 @@ export class KafkaStreams {
       }
       const running = [...this.tasks.values()].filter((h) => h.task?.state === 'RUNNING' && !h.closed);
       if (!running.length) return;
+      // a commit in progress must not resume them: what they processed after it would be
+      // nobody's commit when the next owner starts
+      this.holdTasks = true;
       for (const h of running) h.task!.pause();
       try {
         await this.commit(reason);
@@ -663,6 +668,7 @@ export class KafkaStreams {
     };
     this.revoking = run().finally(() => {
       this.revoking = undefined;
+      this.holdTasks = false;
     });
     return this.revoking;
   }
@@ -1218,12 +1224,12 @@ export class KafkaStreams {
    *   2. take each task's next input offsets: everything before them is processed;
    *   3. flush every task's stores (caches write down: changelog records go to the record
    *      collector, the writes into each store's write buffer), seal the write buffers (the
-   *      commit's writes), and note the collector's position;
-   *   4. wait until the collector has every record before that position acknowledged by the
-   *      brokers (acks=all); nothing is sent meanwhile, so the acknowledged changelog offsets
-   *      are exactly those of this commit's state;
-   *   5. take, per task, the changelog offsets its state now corresponds to; resume the tasks
-   *      (their next writes go into fresh write buffers);
+   *      commit's writes), and mark the collector's position; resume the tasks (at-least-once:
+   *      their next writes go into fresh write buffers, their records after the mark);
+   *   4. wait until the collector has every record before the mark acknowledged by the brokers
+   *      (acks=all); the collector keeps the offset of each partition's last record before the
+   *      mark, so the changelog offsets are exactly those of this commit's state;
+   *   5. take, per task, the changelog offsets its sealed state corresponds to;
    *   6. commit the offsets of step 2 to the group, as this member's generation, with the
    *      offsets of step 5 and the stream time in the offset metadata. A refusal because the
    *      generation is over means the tasks may have another owner: they are closed dirty;
@@ -1256,7 +1262,11 @@ export class KafkaStreams {
       const taskOffsets = new Map<TaskHandle, typeof offsets>();
       const positions = new Map<TaskHandle, Map<string, number>>();
       const wasPaused = new Map<TaskHandle, boolean>();
+      let resumed = false;
       const resume = () => {
+        // once; never while a revocation or shutdown holds the tasks for their final commit
+        if (resumed || this.holdTasks) return;
+        resumed = true;
         for (const h of live) if (!wasPaused.get(h) && !this.sessionSuspect && !h.closed) h.task!.resume();
       };
       // 1.
@@ -1278,12 +1288,25 @@ export class KafkaStreams {
             const c = h.collector ?? this.collector!;
             if (!collectors.has(c)) collectors.set(c, c.mark());
           }
+          // (the caches are clean now, so counting entries costs no extra flush)
+          for (const h of live)
+            for (const [name, st] of h.state!.stores)
+              this.metrics.storeEntries.set({ store: name, task: h.task!.id }, await st.store.approximateNumEntries());
+          for (const h of live) h.task!.processedSinceCommit = 0;
+          if (!eos) resume();
           // 4.
           await Promise.all([...collectors].map(([c, position]) => c.flushUpTo(position)));
+          const atMark = new Map<KafkaRecordCollector, ReadonlyMap<string, number> | undefined>();
+          for (const [c, position] of collectors) atMark.set(c, c.ackedOffsetsAt(position));
           // 5.
           for (const h of live) {
             const consumed = next.get(h)!;
-            const pos = h.state!.commitPositions(consumed);
+            const acked = atMark.get(h.collector ?? this.collector!);
+            if (!acked && !eos)
+              throw new StreamsError('COMMIT_MARK_LOST', 'the record collector no longer knows the commit mark', {
+                retriable: true,
+              });
+            const pos = h.state!.commitPositions(consumed, acked);
             positions.set(h, pos);
             const metadata = encodeCommitMetadata({ v: 1, cl: Object.fromEntries(pos), st: h.task!.streamTime });
             const mine: typeof offsets = [];
@@ -1291,13 +1314,8 @@ export class KafkaStreams {
             taskOffsets.set(h, mine);
             offsets.push(...mine);
           }
-          // (the caches are clean now, so counting entries costs no extra flush)
-          for (const h of live)
-            for (const [name, st] of h.state!.stores)
-              this.metrics.storeEntries.set({ store: name, task: h.task!.id }, await st.store.approximateNumEntries());
-          for (const h of live) h.task!.processedSinceCommit = 0;
         } finally {
-          // at-least-once: the next writes go into fresh write buffers while the offsets commit;
+          // at-least-once: resumed at step 3 (or here, if a step before failed);
           // exactly-once: nothing is sent until the transaction is over (step 6)
           if (!eos) resume();
         }
@@ -1441,6 +1459,8 @@ export class KafkaStreams {
     if (this.wallClockTimer) clearInterval(this.wallClockTimer);
     if (!wasError) {
       try {
+        this.holdTasks = true;
+        for (const h of this.tasks.values()) h.task?.pause();
         await this.consumer?.pause(this.topology.sourceTopics().map((topic) => ({ topic })));
         await this.commit('shutdown');
         for (const h of this.tasks.values()) if (h.task?.state === 'RUNNING') await h.task.suspend();

@@ -235,6 +235,39 @@ describe('KafkaRecordCollector', () => {
     await c.flushUpTo(3);
   });
 
+  it('knows the offsets of the records sent before a mark, also when later records share their requests', async () => {
+    const fake = new FakeProducer();
+    // partition 1's batch over 4 KiB is refused: the request is split by partition, then in halves
+    fake.brokerLimit.set('out', 4 * 1024);
+    const { c } = collector(fake);
+    c.send(rec('out', 0, 10, 0));
+    await c.flush();
+    // out:0 has one record acknowledged before the mark; out:1 and out:2 get theirs in the same
+    // requests as records sent after the mark
+    for (let i = 1; i <= 5; i++) c.send(rec('out', i, 10, 0));
+    for (let i = 6; i <= 9; i++) c.send(rec('out', i, 1000, 1));
+    const position = c.mark();
+    expect(c.ackedOffsetsAt(position)).toBeUndefined(); // not acknowledged yet
+    for (let i = 10; i <= 13; i++) c.send(rec('out', i, 1000, 1));
+    for (let i = 14; i <= 15; i++) c.send(rec('out', i, 10, 2));
+    c.send(rec('out', 16, 10, 0));
+    await c.flushUpTo(position);
+    await c.flush();
+    expect(c.stats.splits).toBeGreaterThan(0);
+    const atMark = c.ackedOffsetsAt(position)!;
+    const offsetOf = (p: number, seq: number) => fake.log('out', p).find((w) => seqOf(w) === seq)!.offset;
+    expect(Object.fromEntries(atMark)).toEqual({ 'out:0': offsetOf(0, 5), 'out:1': offsetOf(1, 9) });
+    expect(c.ackedOffsets().get('out:0')).toBe(offsetOf(0, 16));
+    expect(c.ackedOffsets().get('out:1')).toBe(offsetOf(1, 13));
+    expect(c.ackedOffsets().get('out:2')).toBe(offsetOf(2, 15));
+    // taken once
+    expect(c.ackedOffsetsAt(position)).toBeUndefined();
+    // a mark with nothing sent since the last acknowledgement: the acknowledged offsets
+    const again = c.mark();
+    await c.flushUpTo(again);
+    expect(Object.fromEntries(c.ackedOffsetsAt(again)!)).toEqual(Object.fromEntries(c.ackedOffsets()));
+  });
+
   it('without a DLQ topic a too-large record is refused by send() with RECORD_TOO_LARGE', () => {
     const fake = new FakeProducer();
     const c = new KafkaRecordCollector({
