@@ -16,7 +16,7 @@ import { TrafficProducer, Workload } from '../demo/traffic.js';
 import { createRegistryClient } from '../runtime/serdes/registry.js';
 import { startLocalStack } from '../scripts/kafka/local.js';
 import { mailSerdes } from '../topology/serdes.js';
-import { topicNames } from '../topology/topics.js';
+import { topicNames, type Topics } from '../topology/topics.js';
 
 export type Cleanups = (() => Promise<void>)[];
 
@@ -37,6 +37,7 @@ export interface BenchApp {
   kafka: Kafka;
   traffic: TrafficProducer;
   workload: Workload;
+  topics: Topics;
 }
 
 /** A fresh application: topics created, a traffic producer for it, `settings` in its environment. */
@@ -77,5 +78,5 @@ export async function benchApp(
     logger: pino({ level: 'warn' }, pino.destination(2)),
   });
   cleanups.push(() => traffic.stop());
-  return { id, stateRoot, env, kafka, traffic, workload };
+  return { id, stateRoot, env, kafka, traffic, workload, topics };
 }

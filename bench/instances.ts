@@ -2,7 +2,7 @@
  * Several instances started together on pre-produced input (issue 11: "no work done twice when
  * instances start together; the work split evenly"):
  *
- *   npx tsx bench/instances.ts [--instances 2] [--events 200000] [--partitions 6] [--no-record]
+ *   npx tsx bench/instances.ts [--instances 2] [--events 200000] [--partitions 6] [--stagger-ms 0] [--no-record]
  *
  * Produces `--events` mail events (plus ~5% interactions, half the mailboxes seeded), then starts
  * `--instances` service processes at once (`node bin/um.mjs run`, fresh state, UM_PARITY=false),
@@ -32,6 +32,8 @@ async function main(): Promise<void> {
       instances: { type: 'string', default: '2' },
       events: { type: 'string', default: '200000' },
       partitions: { type: 'string', default: '6' },
+      /** start each instance this long after the previous one (0: all at once) */
+      'stagger-ms': { type: 'string', default: '0' },
       'no-record': { type: 'boolean', default: false },
     },
   });
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [];
   try {
     const cluster = await benchCluster(cleanups);
-    const { id, stateRoot, env, traffic } = await benchApp(
+    const { id, stateRoot, env, traffic, kafka, topics } = await benchApp(
       'inst',
       cluster,
       partitions,
@@ -54,7 +56,9 @@ async function main(): Promise<void> {
     log(`pre-produced ${produced.mails} mails + ${produced.interactions} interactions; starting ${n} instances`);
     const loadBefore = Math.round(loadavg()[0]! * 100) / 100;
     const svcs: ServiceProcess[] = [];
+    const stagger = Number(values['stagger-ms']);
     for (let i = 0; i < n; i++) {
+      if (i > 0 && stagger > 0) await sleep(stagger);
       const port = await freePort();
       const svc = spawnService({
         env: {
@@ -83,6 +87,16 @@ async function main(): Promise<void> {
       } else await sleep(200);
     }
     const secs = (doneAt - t0) / 1000;
+    // the topics, as the broker holds them: mails in, decisions out (LIVE and SHADOW)
+    const admin = kafka.admin();
+    await admin.connect();
+    const held = async (topic: string) =>
+      (await admin.fetchTopicOffsets(topic)).reduce((a, p) => a + Number(p.high) - Number(p.low), 0);
+    const inTopics = {
+      mailEvents: await held(topics.mailEvents),
+      decisions: (await held(topics.mailDecisions)) + (await held(topics.mailDecisionsShadow)),
+    };
+    await admin.disconnect();
     const total = decided.reduce((a, b) => a + b, 0);
     const r = {
       instances: n,
@@ -93,8 +107,10 @@ async function main(): Promise<void> {
       cpuSecondsPerInstance: svcs.map((s) => Math.round(s.proc.cpuSeconds * 10) / 10),
       peakRssMiBPerInstance: svcs.map((s) => Math.round(s.proc.peakRssMiB)),
       decisionsBeyondOnePerMail: total - produced.mails,
+      inTopics,
       eventsPerSecFromSpawn: Math.round((produced.mails + produced.interactions) / secs),
       loadAvg1mBefore: loadBefore,
+      staggerMs: stagger,
     };
     console.log(JSON.stringify(r));
     if (!values['no-record'])

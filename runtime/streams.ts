@@ -643,10 +643,10 @@ export class KafkaStreams {
       const opening = [...this.tasks.values()].filter(
         (h) => !h.closed && h.task?.state !== 'RUNNING' && h.task?.state !== 'SUSPENDED',
       );
-      for (const h of opening) {
-        this.tasks.delete(h.partition);
-        await this.closeTask(h, 'dirty', 'rebalance while opening');
-      }
+      // all at once: each is marked closed before any close is awaited (closed one after the
+      // other, a task still waiting for its first commit finished opening and processed meanwhile)
+      for (const h of opening) this.tasks.delete(h.partition);
+      await Promise.all(opening.map((h) => this.closeTask(h, 'dirty', 'rebalance while opening')));
       const running = [...this.tasks.values()].filter((h) => h.task?.state === 'RUNNING' && !h.closed);
       if (!running.length) return;
       // a commit in progress must not resume them: what they processed after it would be
@@ -1189,8 +1189,14 @@ export class KafkaStreams {
       this.lastLagRefresh = now;
       void this.refreshLag().catch(() => undefined);
     }
-    // commit processed work even when no new batch arrives
-    if (this._state === 'RUNNING' && !this.sessionSuspect && now - this.lastCommit >= this.config.commitIntervalMs) {
+    // commit processed work even when no new batch arrives, and while other tasks still open
+    // (their restore and first commit can take seconds; the running ones go on meanwhile)
+    if (
+      (this._state === 'RUNNING' || this._state === 'REBALANCING') &&
+      !this.revoking &&
+      !this.sessionSuspect &&
+      now - this.lastCommit >= this.config.commitIntervalMs
+    ) {
       await this.commit('interval').catch((e) => {
         if (e instanceof TaskMigratedError) return;
         this.logger.warn({ err: (e as Error).message }, 'commit failed; it is retried at the next interval');
