@@ -11,13 +11,10 @@ COPY . .
 RUN mkdir -p /var/lib/unwanted-mail && chown node:node /var/lib/unwanted-mail
 ENV UM_STATE_DIR=/var/lib/unwanted-mail \
     UM_HTTP_HOST=0.0.0.0
-# memory (issue 11, BENCHMARKS.md "Memory: 1M mailboxes"): V8 otherwise lets the old generation
-# grow to several times the live heap (646 MiB of heap for ~190 MiB live, measured); glibc's
-# per-thread malloc arenas (RocksDB and libuv threads) fragment native memory
-ENV NODE_OPTIONS=--max-old-space-size=256 \
-    MALLOC_ARENA_MAX=2
+# memory (BENCHMARKS.md "Memory: 1M mailboxes"): bin/um, the launcher, caps the JS heap
+# (UM_MAX_HEAP_MB, default 256) and sets MALLOC_ARENA_MAX=2, then execs node
 VOLUME /var/lib/unwanted-mail
 USER node
 EXPOSE 8080
-ENTRYPOINT ["node", "bin/um.mjs"]
+ENTRYPOINT ["bin/um"]
 CMD ["run"]

@@ -86,7 +86,9 @@ Options
   --timeout S           give up a measurement after S seconds (default 900)
   --profile             run the service with node --cpu-prof and print its top functions
   --log-level L         service log level (default warn; its output goes to stderr)
-  --node-args "A B"     node flags for the service process (e.g. "--max-old-space-size=256")
+  --node-args "A B"     node flags for the service process (e.g. "--max-old-space-size=384")
+  --direct              run the service as node bin/um.mjs run, without the launcher's memory
+                        defaults (bin/um: heap cap UM_MAX_HEAP_MB, MALLOC_ARENA_MAX=2)
   --no-record           do not append to bench/results.jsonl
   -h, --help            this text
 
@@ -124,6 +126,7 @@ interface Options {
   profile: boolean;
   logLevel: string;
   nodeArgs: string[];
+  direct: boolean;
   record: boolean;
 }
 
@@ -149,6 +152,7 @@ function parseOptions(argv: string[]): Options | undefined {
       profile: { type: 'boolean' },
       'log-level': { type: 'string' },
       'node-args': { type: 'string' },
+      direct: { type: 'boolean' },
       'no-record': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -195,6 +199,7 @@ function parseOptions(argv: string[]): Options | undefined {
     profile: values.profile ?? false,
     logLevel: values['log-level'] ?? 'warn',
     nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
+    direct: values.direct ?? false,
     record: !values['no-record'],
   };
 }
@@ -429,6 +434,7 @@ async function startService(b: Bench): Promise<Service> {
   const svc = spawnService({
     env: { ...b.serviceEnv, UM_HTTP_PORT: String(port) },
     httpPort: port,
+    direct: b.opts.direct,
     nodeArgs: [
       ...b.opts.nodeArgs,
       ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : []),
@@ -437,7 +443,7 @@ async function startService(b: Bench): Promise<Service> {
       exit = `exited with code ${code}${signal ? ` (${signal})` : ''}`;
     },
   });
-  log(`service started: pid ${svc.pid}, node bin/um.mjs run, ${svc.url}`);
+  log(`service started: pid ${svc.pid}, ${b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run'}, ${svc.url}`);
   b.cleanups.push(async () => {
     if (exit) return;
     log('stopping the service');
@@ -648,7 +654,7 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     produced: { mails: produced.mails, interactions: produced.interactions, seconds: round(produceSecs, 1) },
     seededPreferences: seeded.preferences,
     timedOut,
-    service: { command: 'node bin/um.mjs run', pid: svc.pid },
+    service: { command: b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run', pid: svc.pid },
     secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
     secondsToRunning: runningAt !== undefined ? round((runningAt - t) / 1000, 2) : null,
     restoredRecords: restoredAtRunning,
@@ -1020,7 +1026,7 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
     produceSeconds: round(produceSecs, 1),
     producePerSec: round(produced.records / produceSecs),
     tenantPolicies: policies.policies,
-    service: { command: 'node bin/um.mjs run', pid: svc.pid },
+    service: { command: b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run', pid: svc.pid },
     secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
     secondsToFirstRestored: firstRestoreAt !== undefined ? round((firstRestoreAt - t) / 1000, 2) : null,
     secondsToReady: round(secs, 2),
@@ -1283,7 +1289,7 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
     avgRecordBytes: round(seeded.bytes / seeded.records),
     seedSeconds: round(seedSecs, 1),
     tenantPolicies: policies.policies,
-    service: { command: 'node bin/um.mjs run', pid: svc.pid },
+    service: { command: b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run', pid: svc.pid },
     restore: {
       secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
       secondsToFirstRestored: firstRestoreAt !== undefined ? round((firstRestoreAt - t) / 1000, 2) : null,
@@ -1328,6 +1334,7 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
         Object.entries(b.serviceEnv).filter(([k]) => /^UM_(ROCKSDB|PREFERENCE)_/.test(k) || k === 'NODE_OPTIONS'),
       ),
       ...(opts.nodeArgs.length ? { nodeArgs: opts.nodeArgs.join(' ') } : {}),
+      launcher: opts.direct ? 'none (node bin/um.mjs)' : 'bin/um',
     },
     ...(prof ? { profile: prof } : {}),
   };
@@ -1350,7 +1357,7 @@ function summary(scenario: Scenario, r: Record<string, unknown>): string {
     const ps = g('perSecond') as { min: number; median: number; max: number };
     lines.push(
       `input              ${fmt(p.mails)} mail events + ${fmt(p.interactions)} interactions, ${fmt(g('seededPreferences'))} seeded preference records`,
-      `service            node bin/um.mjs run (pid ${(g('service') as { pid: number }).pid}), its own process`,
+      `service            ${(g('service') as { command: string }).command} (pid ${(g('service') as { pid: number }).pid}), its own process`,
       `start              HTTP up ${g('secondsToHttp')} s, RUNNING ${g('secondsToRunning')} s (${fmt(g('restoredRecords'))} records restored), first decision ${g('secondsToFirstDecision')} s after spawn`,
       `processing         ${fmt(g('eventsProcessed'))} events, done ${g('wallSeconds')} s after spawn (every decision on the output topic)${g('timedOut') ? '  TIMED OUT' : ''}`,
       `events/s           ${fmt(g('eventsPerSecFromProcessStart'))} from process start | ${fmt(g('eventsPerSecAfterFirstDecision'))} after the first decision (${g('secondsAfterFirstDecision')} s)`,
@@ -1469,7 +1476,7 @@ async function main(): Promise<number> {
       date: started.toISOString(),
       machine: machine(),
       cluster: b.localStack ? 'local stack (1 KRaft broker + Apicurio, loopback)' : 'KAFKA_BROKERS',
-      service: 'node bin/um.mjs run (own process)',
+      service: `${opts.direct ? 'node bin/um.mjs run' : 'bin/um run'} (own process)`,
       partitions: opts.partitions,
       options: { ...opts, record: undefined, profile: opts.profile || undefined },
       figures,

@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const UM_BIN = join(ROOT, 'bin', 'um.mjs');
+/** the launcher users run (`um`, `npm start`, the image): the service with its memory defaults */
+export const UM_LAUNCHER = join(ROOT, 'bin', 'um');
 
 // ---------------------------------------------------------------------------------------------
 // Prometheus text format (the subset prom-client writes: no timestamps, no exemplars)
@@ -164,21 +166,29 @@ export interface ServiceProcess {
 }
 
 /**
- * Starts `node bin/um.mjs run` with `env` (the process environment plus the service's settings) and
- * its output on this process's stderr. `nodeArgs` go before the script (e.g. --cpu-prof).
+ * Starts `bin/um run` (the launcher, with the service's memory defaults; `direct`: `node
+ * bin/um.mjs run` without them) with `env` (the process environment plus the service's settings)
+ * and its output on this process's stderr. `nodeArgs` are node options (e.g. --cpu-prof).
  */
 export function spawnService(opts: {
   env: Record<string, string>;
   httpPort: number;
   nodeArgs?: string[];
+  direct?: boolean;
   onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
 }): ServiceProcess {
   const spawnedAt = performance.now();
-  const child: ChildProcess = spawn(process.execPath, [...(opts.nodeArgs ?? []), UM_BIN, 'run'], {
-    cwd: ROOT,
-    env: opts.env,
-    stdio: ['ignore', 'inherit', 'inherit'],
-  });
+  const child: ChildProcess = opts.direct
+    ? spawn(process.execPath, [...(opts.nodeArgs ?? []), UM_BIN, 'run'], {
+        cwd: ROOT,
+        env: opts.env,
+        stdio: ['ignore', 'inherit', 'inherit'],
+      })
+    : spawn(UM_LAUNCHER, ['run'], {
+        cwd: ROOT,
+        env: { ...opts.env, UM_NODE_ARGS: [opts.env.UM_NODE_ARGS ?? '', ...(opts.nodeArgs ?? [])].join(' ').trim() },
+        stdio: ['ignore', 'inherit', 'inherit'],
+      });
   if (child.pid === undefined) throw new Error(`could not start ${UM_BIN}`);
   const pid = child.pid;
   let done = false;
