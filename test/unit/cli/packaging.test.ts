@@ -42,9 +42,14 @@ describe('packaging', () => {
     expect(readFileSync('README.md', 'utf8')).toContain(`Node.js ${major}+`);
   });
 
-  it('the image runs as node, through bin/um.mjs, with a state directory node owns', () => {
+  it('the image runs as node, through the launcher bin/um, with a state directory node owns', () => {
     expect(dockerfile).toMatch(/^USER node$/m);
-    expect(dockerfile).toMatch(/^ENTRYPOINT \["node", "bin\/um\.mjs"\]$/m);
+    // the launcher (its memory defaults, then exec node bin/um.mjs), as `um` and `npm start` run it
+    expect(dockerfile).toMatch(/^ENTRYPOINT \["bin\/um"\]$/m);
+    expect(statSync('bin/um').mode & 0o111).toBe(0o111);
+    expect(readFileSync('bin/um', 'utf8')).toMatch(/^#!\/bin\/sh\n/);
+    expect((pkg as unknown as { bin: Record<string, string> }).bin.um).toBe('./bin/um');
+    expect(pkg.scripts.start).toBe('bin/um start');
     const stateDir = /UM_STATE_DIR=(\S+)/.exec(dockerfile)?.[1];
     expect(stateDir).toBe('/var/lib/unwanted-mail');
     expect(dockerfile).toContain(`chown node:node ${stateDir}`);
