@@ -190,6 +190,7 @@ async function startLocked(
       maxBufferedBytesPerPartition: SOURCE_BUFFER_BYTES_PER_PARTITION,
       rocksdbWriteBufferBytes: cfg.rocksdb.writeBufferBytes,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
+      metricsRecordingLevel: cfg.metricsRecordingLevel,
       sessionTimeoutMs: cfg.sessionTimeoutMs,
       heartbeatIntervalMs: Math.max(100, Math.min(3000, Math.floor(cfg.sessionTimeoutMs / 3))),
       processingGuarantee: cfg.processingGuarantee,

@@ -50,6 +50,8 @@ export const SETTINGS = {
     'exactly_once: the broker aborts a task transaction open longer than this (default 10000; above the commit interval).',
   UM_SESSION_TIMEOUT_MS:
     "Group session timeout: how soon the group gives a dead instance's tasks to others (default 30000).",
+  UM_METRICS_RECORDING_LEVEL:
+    'INFO (default) or DEBUG: DEBUG adds um_store_op_seconds, the latency of every state store operation (as Kafka Streams records store metrics at DEBUG only).',
   UM_MAX_TASK_IDLE_MS:
     'How long a task waits for an empty, caught-up partition before going on without it (default 0).',
   UM_PROCESSING_GUARANTEE:
@@ -151,6 +153,7 @@ const schema = z.object({
   UM_COMMIT_INTERVAL_MS: int(10, 600_000).optional(),
   UM_TRANSACTION_TIMEOUT_MS: int(1000, 900_000).default('10000'),
   UM_MAX_TASK_IDLE_MS: int(0, 60_000).default('0'),
+  UM_METRICS_RECORDING_LEVEL: z.enum(['INFO', 'DEBUG']).default('INFO'),
   UM_SESSION_TIMEOUT_MS: int(1000, 600_000).default('30000'),
   UM_PROCESSING_GUARANTEE: z.enum(['at_least_once', 'exactly_once']).default('at_least_once'),
   UM_NUM_STANDBY_REPLICAS: int(0, 10).default('0'),
@@ -202,6 +205,7 @@ export interface AppConfig {
   readonly transactionTimeoutMs: number;
   readonly numStandbyReplicas: number;
   readonly maxTaskIdleMs: number;
+  readonly metricsRecordingLevel: 'INFO' | 'DEBUG';
   readonly sessionTimeoutMs: number;
   readonly processingGuarantee: 'at_least_once' | 'exactly_once';
   readonly defaultMode: 'OFF' | 'SHADOW' | 'LIVE';
@@ -333,6 +337,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     transactionTimeoutMs: c.UM_TRANSACTION_TIMEOUT_MS,
     numStandbyReplicas: c.UM_NUM_STANDBY_REPLICAS,
     maxTaskIdleMs: c.UM_MAX_TASK_IDLE_MS,
+    metricsRecordingLevel: c.UM_METRICS_RECORDING_LEVEL,
     sessionTimeoutMs: c.UM_SESSION_TIMEOUT_MS,
     processingGuarantee: c.UM_PROCESSING_GUARANTEE,
     defaultMode: c.UM_DEFAULT_MODE,

@@ -43,6 +43,12 @@ export const streamsConfigSchema = z
      * it (a partition the broker holds more of is always waited for); 0 = go on at once
      */
     maxTaskIdleMs: z.number().int().min(0).max(60_000).default(0),
+    /**
+     * Kafka Streams' metrics.recording.level: INFO records task, commit, produce and application
+     * metrics; DEBUG adds the state stores' per-operation latency (a timer and a histogram
+     * observation on every store read and write)
+     */
+    metricsRecordingLevel: z.enum(['INFO', 'DEBUG']).default('INFO'),
     /** the most one record moves stream time forward (a record stamped far ahead cannot purge state) */
     maxStreamTimeJumpMs: z.number().int().min(1).default(86_400_000),
     /** per source partition: fetching pauses above this many buffered bytes */

@@ -929,7 +929,7 @@ export class KafkaStreams {
         },
         () => this.partitionCount,
       )),
-      metrics: { opLatency: this.metrics.storeOpLatency },
+      ...(this.config.metricsRecordingLevel === 'DEBUG' ? { metrics: { opLatency: this.metrics.storeOpLatency } } : {}),
       logger: this.logger,
     });
     h.state = state;

@@ -280,7 +280,11 @@ describe('unwanted-mail end to end', () => {
       { key: 'm2', value: good },
     ]);
 
-    const app = await startApp({ ...cfg, http: { host: '127.0.0.1', port: 0 } }, { logger: pino({ level: 'warn' }) });
+    // DEBUG recording level: the store operations are timed too (INFO, the default, leaves them out)
+    const app = await startApp(
+      { ...cfg, metricsRecordingLevel: 'DEBUG', http: { host: '127.0.0.1', port: 0 } },
+      { logger: pino({ level: 'warn' }) },
+    );
     let decisions: Decision[];
     try {
       decisions = await readDecisions(topics, serdes, s.mails.length);
@@ -304,6 +308,8 @@ describe('unwanted-mail end to end', () => {
       }
       const metrics = await (await fetch(`${app.url}/metrics`)).text();
       expect(metrics).toMatch(/um_decisions_total\{action="JUNK",reason="USER_JUNK",mode="LIVE"\} 2/);
+      const gets = /um_store_op_seconds_count\{store="preferences",op="get"\} (\d+)/.exec(metrics);
+      expect(Number(gets?.[1] ?? 0)).toBeGreaterThan(0);
       // the preference store of some task holds the mailboxes with preferences
       await app.streams.commit('manual');
       const entries = [

@@ -61,6 +61,12 @@ describe('service configuration', () => {
     expect(loadConfig({ UM_ROCKSDB_CACHE_BYTES: '16 KiB' }).rocksdb.cacheBytes).toBe(16 * 1024);
   });
 
+  it('reads the metrics recording level (INFO by default, as Kafka Streams), refusing others by name', () => {
+    expect(loadConfig(base).metricsRecordingLevel).toBe('INFO');
+    expect(loadConfig({ ...base, UM_METRICS_RECORDING_LEVEL: 'DEBUG' }).metricsRecordingLevel).toBe('DEBUG');
+    expect(refused({ ...base, UM_METRICS_RECORDING_LEVEL: 'TRACE' }).setting).toBe('UM_METRICS_RECORDING_LEVEL');
+  });
+
   it('runs with nothing configured (the embedded default of `um start`)', () => {
     const c = loadConfig({});
     expect(c.brokers).toBeUndefined();
