@@ -8,9 +8,11 @@
  *
  * The same way, kafkajs' `producer/sendMessages.js` is replaced by kafkajs-send-messages.ts, which
  * keeps its progress per partition (kafkajs' version writes records twice, or not at all, when a
- * request to several brokers half fails).
+ * request to several brokers half fails), and its Produce request encoder (v3, which v4–v7 reuse)
+ * by kafkajs-produce-request.ts, which writes the same bytes in one pass.
  */
 import { createRequire } from 'node:module';
+import { produceRequestV3 } from './kafkajs-produce-request.js';
 import { createSendMessages } from './kafkajs-send-messages.js';
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
@@ -50,10 +52,17 @@ function preload(id: string, exports: unknown): void {
 preload('kafkajs/src/producer/groupMessagesPerPartition.js', groupMessagesPerPartition);
 // kafkajs' produce path, with progress kept per partition (see kafkajs-send-messages.ts)
 preload('kafkajs/src/producer/sendMessages.js', createSendMessages);
+// the Produce request in one pass (see kafkajs-produce-request.ts)
+preload('kafkajs/src/protocol/requests/produce/v3/request.js', produceRequestV3);
 
 /** Whether the linear grouping is the one kafkajs uses (for tests). */
 export function kafkajsGroupingPatched(): boolean {
   return require('kafkajs/src/producer/groupMessagesPerPartition.js') === groupMessagesPerPartition;
+}
+
+/** Whether kafkajs encodes Produce requests with the one-pass encoder (for tests). */
+export function kafkajsProduceRequestPatched(): boolean {
+  return require('kafkajs/src/protocol/requests/produce/v3/request.js') === produceRequestV3;
 }
 
 /** Whether the engine's produce path is the one kafkajs uses (for tests). */

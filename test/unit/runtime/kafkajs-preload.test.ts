@@ -5,7 +5,8 @@
 import { createRequire } from 'node:module';
 import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { kafkajsGroupingPatched } from '../../../runtime/kafkajs-preload.js';
+import { kafkajsGroupingPatched, kafkajsProduceRequestPatched } from '../../../runtime/kafkajs-preload.js';
+import { produceRequestV3 } from '../../../runtime/kafkajs-produce-request.js';
 
 const require = createRequire(import.meta.url);
 
@@ -25,5 +26,27 @@ describe('kafkajs preload', () => {
     expect(kafkajsGroupingPatched()).toBe(true);
     const many = Array.from({ length: 50_000 }, () => ({ partition: 0 }));
     expect(ours({ ...args, messages: many })[0]).toHaveLength(50_000);
+  });
+
+  it('encodes Produce requests of every version kafkajs speaks (v3-v7) with the one-pass encoder', async () => {
+    expect(kafkajsProduceRequestPatched()).toBe(true);
+    const args = {
+      acks: -1,
+      timeout: 1000,
+      topicData: [
+        {
+          topic: 't',
+          partitions: [{ partition: 0, messages: [{ key: 'k', value: 'v', timestamp: '1764000000000' }] }],
+        },
+      ],
+    };
+    const ours = (await produceRequestV3(args).encode()).buffer;
+    for (const v of [3, 4, 5, 6, 7]) {
+      const request = (require(`kafkajs/src/protocol/requests/produce/v${v}/request.js`) as typeof produceRequestV3)(
+        args,
+      );
+      expect(request.apiVersion).toBe(v);
+      expect((await request.encode()).buffer.equals(ours)).toBe(true);
+    }
   });
 });
