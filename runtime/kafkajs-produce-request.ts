@@ -83,6 +83,17 @@ function writeVarint(buf: Buffer, offset: number, n: number): number {
   return offset;
 }
 
+/** header names as bytes: a few names on every record (bounded: names are not data) */
+const headerKeys = new Map<string, Buffer>();
+function headerKey(k: string): Buffer {
+  let b = headerKeys.get(k);
+  if (!b) {
+    b = Buffer.from(k, 'utf8');
+    if (headerKeys.size < 1024) headerKeys.set(k, b);
+  }
+  return b;
+}
+
 /** key, value and header values: bytes as kafkajs writes them (null → -1; other values as strings) */
 function asBytes(v: Value): Buffer | null {
   if (v === null || v === undefined) return null;
@@ -120,7 +131,7 @@ function encodeRecords(messages: Message[], firstTimestamp: number, dateNow: num
     if (m.headers)
       for (const k of Object.keys(m.headers)) {
         const hv = m.headers[k];
-        const kb = Buffer.from(k, 'utf8');
+        const kb = headerKey(k);
         if (Array.isArray(hv)) for (const v of hv) headers.push([kb, asBytes(v)]);
         else headers.push([kb, asBytes(hv)]);
       }

@@ -759,7 +759,9 @@ export class KafkaRecordCollector implements RecordCollector {
       const k = tpKey(r.topic, r.partition);
       counts.set(k, (counts.get(k) ?? 0) + 1);
     }
-    const marks = this.marks.length ? new Map<string, number>() : undefined;
+    // marks whose records are all acknowledged already take nothing from this batch
+    const open = this.marks.filter((m) => m.position > this.acked);
+    const marks = open.length ? new Map<string, number>() : undefined;
     for (const md of result) {
       const k = tpKey(md.topicName, md.partition);
       const n = counts.get(k);
@@ -783,7 +785,7 @@ export class KafkaRecordCollector implements RecordCollector {
         if (base === undefined) continue;
         const i = index.get(k) ?? 0;
         index.set(k, i + 1);
-        for (const m of this.marks) {
+        for (const m of open) {
           const before = m.before.get(k);
           if (before !== undefined && e.seq < before && base + i > (m.offsets.get(k) ?? -1)) m.offsets.set(k, base + i);
         }

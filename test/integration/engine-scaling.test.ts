@@ -6,8 +6,10 @@
  * second and a third join, then the second and third stop cleanly (SIGTERM). At the end (traffic
  * stopped, the group's offsets caught up): nothing is lost (every mail has a decision), every
  * preference record written is the reference's (mailbox, version, content), none is missing, and
- * every mailbox's last record is the reference's final one. Duplicates (decisions and re-written
- * preference versions) are counted and printed; decisions that differ from the reference are
+ * every mailbox's last record is the reference's final one, and nothing is processed twice: every
+ * join and leave is clean, so the revocation protocol (tasks suspended and committed before the
+ * member re-joins; tasks still opening closed at once) leaves no record to a second owner (no
+ * decision and no preference version written twice); decisions that differ from the reference are
  * printed (not asserted: with live traffic a caught-up partition may be passed over after the idle
  * wait).
  */
@@ -127,6 +129,8 @@ describe('engine: scaling under load', () => {
         preferenceVersionsWrong: r.preferences.wrongVersions,
         unexpectedMailboxes: r.preferences.unexpectedMailboxes,
         deadLetters: r.deadLetters,
+        duplicateDecisions: r.decisions.duplicates,
+        versionsWrittenTwice: r.preferences.rewrittenIdentical + r.preferences.rewrittenConflicting,
       }).toEqual({
         lagLeft: 0,
         aAlive: true,
@@ -139,6 +143,8 @@ describe('engine: scaling under load', () => {
         preferenceVersionsWrong: 0,
         unexpectedMailboxes: 0,
         deadLetters: 0,
+        duplicateDecisions: 0,
+        versionsWrittenTwice: 0,
       });
       expect(r.inputs.mails).toBeGreaterThanOrEqual(traffic.mails);
       expect(r.preferences.mailboxes).toBeGreaterThan(100);
