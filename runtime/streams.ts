@@ -1189,10 +1189,13 @@ export class KafkaStreams {
       this.lastLagRefresh = now;
       void this.refreshLag().catch(() => undefined);
     }
-    // commit processed work even when no new batch arrives, and while other tasks still open
-    // (their restore and first commit can take seconds; the running ones go on meanwhile)
+    // commit processed work even when no new batch arrives; at-least-once also while other tasks
+    // still open (their restore and first commit can take seconds; what the running ones process
+    // meanwhile would be processed again if a rebalance came first). Exactly-once loses nothing
+    // uncommitted to a rebalance (it is aborted), and keeps its transactions out of the opening
+    const eos = this.config.processingGuarantee === 'exactly_once';
     if (
-      (this._state === 'RUNNING' || this._state === 'REBALANCING') &&
+      (this._state === 'RUNNING' || (this._state === 'REBALANCING' && !eos)) &&
       !this.revoking &&
       !this.sessionSuspect &&
       now - this.lastCommit >= this.config.commitIntervalMs
