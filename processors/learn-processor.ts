@@ -33,6 +33,16 @@ export class LearnProcessor implements Processor<string, UserInteraction> {
     this.purge = ctx.schedule(DEDUPE_PURGE_INTERVAL_MS, 'STREAM_TIME', (t) => this.purgeDedupe(t));
   }
 
+  /** The batch's dedupe entries in one read (its preferences are read by mailbox, the record key). */
+  prefetch(records: readonly StreamRecord<string, UserInteraction>[]): Promise<unknown> | void {
+    const keys: string[] = [];
+    for (const r of records) {
+      const i = r.value;
+      if (i && typeof i.action === 'string' && dedupeApplies(i.action)) keys.push(dedupeKey(i));
+    }
+    return keys.length ? this.dedupe.getAll(keys) : undefined;
+  }
+
   async process(record: StreamRecord<string, UserInteraction>): Promise<void> {
     const i = record.value;
     validateInteraction(record.key, i);

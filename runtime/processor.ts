@@ -72,6 +72,16 @@ export interface ProcessorContext {
 export interface Processor<KIn = unknown, VIn = unknown> {
   init?(context: ProcessorContext): void | Promise<void>;
   process(record: StreamRecord<KIn, VIn>): void | Promise<void>;
+  /**
+   * Optional, for a processor that reads its stores by keys the source record keys are not
+   * (the engine already reads stores declared with `prefetch` by the record keys): called once
+   * per processed batch, before any `process` of it, with the batch's records from each source
+   * this processor is a direct child of. Read what the batch will need with one `getAll` per
+   * store, so that `process` finds it in the store's cache instead of reading RocksDB record by
+   * record. Only a warm-up: it must not write or forward, and a failure is ignored (`process`
+   * then reads as usual).
+   */
+  prefetch?(records: readonly StreamRecord<KIn, VIn>[]): void | Promise<unknown>;
   close?(): void | Promise<void>;
 }
 

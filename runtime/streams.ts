@@ -145,6 +145,9 @@ export interface RestoreStatus {
   remaining: number;
 }
 
+/** A fresh task's commit: none of its records is in flight (see `commitTasks`). */
+const NOTHING_ACKED: ReadonlyMap<string, number> = new Map();
+
 export class KafkaStreams {
   readonly metrics: RuntimeMetrics;
   readonly logger: Logger;
@@ -1255,7 +1258,14 @@ export class KafkaStreams {
   }
 
   private commitTasks(handles: TaskHandle[], reason: string): Promise<void> {
-    if (this.committing) {
+    // A task's first commit (it opened and has processed nothing): no record of it is in the
+    // collector and its state is what the restore left, so steps 1-4 have nothing to wait for.
+    // It runs beside a commit in progress instead of after it (a commit at full load waits for
+    // every buffered record of every task: tasks opening one after another behind such commits
+    // took seconds each at start-up). The interval commits leave it out (the task is not
+    // RUNNING yet), and the task processes nothing before it is done.
+    const fresh = reason === 'first';
+    if (this.committing && !fresh) {
       // one commit at a time; a caller that needs its own commit waits and commits again
       return this.committing.catch(() => undefined).then(() => this.commitTasks(handles, reason));
     }
@@ -1293,10 +1303,11 @@ export class KafkaStreams {
           for (const h of live) await h.task!.flushStores();
           for (const h of live) h.state!.seal();
           const collectors = new Map<KafkaRecordCollector, number>();
-          for (const h of live) {
-            const c = h.collector ?? this.collector!;
-            if (!collectors.has(c)) collectors.set(c, c.mark());
-          }
+          if (!fresh)
+            for (const h of live) {
+              const c = h.collector ?? this.collector!;
+              if (!collectors.has(c)) collectors.set(c, c.mark());
+            }
           // (the caches are clean now, so counting entries costs no extra flush)
           for (const h of live)
             for (const [name, st] of h.state!.stores)
@@ -1310,7 +1321,7 @@ export class KafkaStreams {
           // 5.
           for (const h of live) {
             const consumed = next.get(h)!;
-            const acked = atMark.get(h.collector ?? this.collector!);
+            const acked = fresh ? NOTHING_ACKED : atMark.get(h.collector ?? this.collector!);
             if (!acked && !eos)
               throw new StreamsError('COMMIT_MARK_LOST', 'the record collector no longer knows the commit mark', {
                 retriable: true,
@@ -1381,7 +1392,7 @@ export class KafkaStreams {
       }
       // 7.
       for (const h of live) if (!h.closed) await h.state!.commitLocal(positions.get(h)!);
-      this.lastCommit = Date.now();
+      if (!fresh) this.lastCommit = Date.now();
       this.metrics.commits.inc({ result: 'ok' });
       this.metrics.commitLatency.observe((performance.now() - t0) / 1000);
       if (this.logger.isLevelEnabled('trace'))
@@ -1391,16 +1402,16 @@ export class KafkaStreams {
         );
       else this.logger.debug({ reason, partitions: offsets.length }, 'committed');
     };
-    this.committing = run()
-      .catch((e) => {
-        this.metrics.commits.inc({ result: 'failed' });
-        if (!(e instanceof TaskMigratedError))
-          this.logger.debug({ reason, err: (e as Error).message, coordinator: isCoordinatorError(e) }, 'commit failed');
-        throw e;
-      })
-      .finally(() => {
-        this.committing = undefined;
-      });
+    const done = run().catch((e) => {
+      this.metrics.commits.inc({ result: 'failed' });
+      if (!(e instanceof TaskMigratedError))
+        this.logger.debug({ reason, err: (e as Error).message, coordinator: isCoordinatorError(e) }, 'commit failed');
+      throw e;
+    });
+    if (fresh) return done;
+    this.committing = done.finally(() => {
+      this.committing = undefined;
+    });
     return this.committing;
   }
 

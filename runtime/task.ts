@@ -123,6 +123,8 @@ export const TASK_TRANSITIONS: Readonly<Record<TaskState, readonly TaskState[]>>
   CLOSED: [],
 };
 
+const RESOLVED: Promise<void> = Promise.resolve();
+
 class Node implements ProcessorContext {
   processor: Processor | undefined;
   children: Node[] = [];
@@ -142,7 +144,19 @@ class Node implements ProcessorContext {
     return this.task.partition;
   }
 
-  async forward<K, V>(record: StreamRecord<K, V>, childName?: string): Promise<void> {
+  forward<K, V>(record: StreamRecord<K, V>, childName?: string): Promise<void> {
+    try {
+      return this.dispatch(record, childName) ?? RESOLVED;
+    } catch (e) {
+      return Promise.reject(e);
+    }
+  }
+
+  /**
+   * `forward` without a promise when every child finished synchronously (a sink, a processor
+   * that did not wait): the hot path of a record allocates no promise for the plumbing.
+   */
+  dispatch(record: StreamRecord<unknown, unknown>, childName?: string): void | Promise<void> {
     if (childName !== undefined) {
       const child = this.childByName.get(childName);
       if (!child)
@@ -153,12 +167,21 @@ class Node implements ProcessorContext {
       return child.receive(record);
     }
     const cs = this.children;
-    for (let i = 0; i < cs.length; i++) await cs[i]!.receive(record);
+    for (let i = 0; i < cs.length; i++) {
+      const r = cs[i]!.receive(record);
+      if (r) return this.dispatchRest(record, r, i + 1);
+    }
   }
 
-  async receive(record: StreamRecord<unknown, unknown>): Promise<void> {
+  private async dispatchRest(record: StreamRecord<unknown, unknown>, pending: Promise<void>, from: number) {
+    await pending;
+    const cs = this.children;
+    for (let i = from; i < cs.length; i++) await cs[i]!.receive(record);
+  }
+
+  receive(record: StreamRecord<unknown, unknown>): void | Promise<void> {
     if (this.def.kind === 'sink') return this.task.sinkSend(this.def, record);
-    await this.processor!.process(record);
+    return this.processor!.process(record);
   }
 
   getStateStore<K, V>(name: string): KeyValueStore<K, V> {
@@ -241,6 +264,10 @@ export class StreamTask {
   private readonly sourceByTopic = new Map<string, Node>();
   private readonly queueList: Queue[] = [];
   private readonly punctuators: Punctuator[] = [];
+  /** stream time at which the next stream-time punctuation is due (Infinity: none scheduled) */
+  private nextStreamPunctuation = Infinity;
+  /** per source topic: its direct child processors that prefetch (see `Processor.prefetch`) */
+  private readonly prefetchers = new Map<string, Processor[]>();
   private pumping = false;
   private pumpAgain = false;
   private paused = false;
@@ -317,9 +344,13 @@ export class StreamTask {
       else if (node.def.kind === 'table')
         node.processor = new TableSourceProcessor(node.def, this.opts.withoutChangelog ?? ((fn) => fn()));
       else if (node.def.kind === 'source') {
-        node.processor = { process: (r) => node.forward(r) };
+        node.processor = { process: (r) => node.dispatch(r) };
       }
       if (node.processor?.init) await node.processor.init(node);
+    }
+    for (const [topic, source] of this.sourceByTopic) {
+      const ps = source.children.flatMap((c) => (c.def.kind === 'processor' && c.processor?.prefetch ? [c.processor] : []));
+      if (ps.length) this.prefetchers.set(topic, ps);
     }
     this.transition('RUNNING');
   }
@@ -336,9 +367,11 @@ export class StreamTask {
       cancelled: false,
     };
     this.punctuators.push(p);
+    if (type === 'STREAM_TIME') this.updateNextStreamPunctuation();
     return {
       cancel: () => {
         p.cancelled = true;
+        if (type === 'STREAM_TIME') this.updateNextStreamPunctuation();
       },
     };
   }
@@ -632,13 +665,35 @@ export class StreamTask {
         decoded[i] = undefined;
       }
     }
-    // 2. read the stores for the whole batch at once
+    // 2. read the stores for the whole batch at once (only a cache warm-up: a failure here is
+    //    not an error of any record): stores keyed by the record keys, and what processors ask for
+    const reads: Promise<unknown>[] = [];
     if (this.opts.prefetchStores?.length) {
       const keys = [...new Set(decoded.flatMap((d) => (d && d.key !== null && d.key !== undefined ? [d.key] : [])))];
-      // only a cache warm-up: a failure here is not an error of any record
-      if (keys.length)
-        await Promise.all(this.opts.prefetchStores.map((s) => this.store(s).getAll(keys))).catch(() => undefined);
+      if (keys.length) for (const s of this.opts.prefetchStores) reads.push(this.store(s).getAll(keys));
     }
+    if (this.prefetchers.size) {
+      const byTopic = new Map<string, StreamRecord[]>();
+      for (let i = 0; i < batch.length; i++) {
+        const d = decoded[i];
+        if (!d) continue;
+        const t = batch[i]!.q.topic;
+        if (!this.prefetchers.has(t)) continue;
+        let l = byTopic.get(t);
+        if (!l) byTopic.set(t, (l = []));
+        l.push(d);
+      }
+      for (const [t, records] of byTopic)
+        for (const p of this.prefetchers.get(t)!) {
+          try {
+            const r = p.prefetch!(records);
+            if (r) reads.push(r);
+          } catch {
+            // a warm-up only
+          }
+        }
+    }
+    if (reads.length) await Promise.all(reads.map((r) => r.catch(() => undefined)));
     // 3. process one by one, in order
     for (let i = 0; i < batch.length; i++) {
       const { q, r } = batch[i]!;
@@ -649,14 +704,15 @@ export class StreamTask {
         this.currentTimestamp = rec.timestamp;
         const source = this.sourceByTopic.get(q.topic)!;
         try {
-          await source.processor!.process(rec);
+          const r = source.processor!.process(rec);
+          if (r) await r;
         } catch (e) {
           // infrastructure (a store, the producer) is not the record's fault: stop the task
           if (this._state !== 'RUNNING' || isInfrastructureError(e)) throw e;
           this.handleError(q, r, e, this.opts.processingErrorPolicy, 'PROCESSING_FAILED', 'processing');
         }
         this.currentMetadata = undefined;
-        await this.punctuateStreamTime();
+        if (this.streamTime >= this.nextStreamPunctuation) await this.punctuateStreamTime();
       }
       // the queues were emptied meanwhile (the task was closed): the rest is not this task's to
       // account for; its position stays where the emptying put it
@@ -758,6 +814,14 @@ export class StreamTask {
       // skip missed intervals, like Kafka Streams
       p.next = this.streamTime - ((this.streamTime - p.next) % p.interval) + p.interval;
     }
+    this.updateNextStreamPunctuation();
+  }
+
+  /** The earliest stream time a stream-time punctuation is due at (checked after every record). */
+  private updateNextStreamPunctuation(): void {
+    let next = Infinity;
+    for (const p of this.punctuators) if (!p.cancelled && p.type === 'STREAM_TIME' && p.next < next) next = p.next;
+    this.nextStreamPunctuation = next;
   }
 
   /** Runs due wall-clock punctuations (the engine calls this periodically). */

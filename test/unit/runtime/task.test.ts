@@ -662,6 +662,106 @@ describe('StreamTask: stores', () => {
     expect(await task.store('by-length').get(3)).toBe('v');
   });
 
+  it("calls a processor's prefetch once per batch, with that batch's records of each source, before any process", async () => {
+    const calls: string[] = [];
+    const topology = new TopologyBuilder()
+      .source('a', { topic: 'A', key: stringSerde, value: stringSerde })
+      .source('b', { topic: 'B', key: stringSerde, value: stringSerde })
+      .processor(
+        'p',
+        (): Processor<string, string> => ({
+          prefetch(records) {
+            calls.push(`prefetch ${records.map((r) => r.key).join(',')}`);
+          },
+          process(r) {
+            calls.push(`process ${r.key}`);
+          },
+        }),
+        'a',
+      )
+      .processor('q', (): Processor<string, string> => ({ process: (r) => void calls.push(`q ${r.key}`) }), 'b')
+      .sink('out', { topic: 'out', key: stringSerde, value: stringSerde }, 'p', 'q')
+      .build();
+    const { task } = await makeTask(topology, { maxBatchRecords: 2 });
+    const rec = (k: string, o: number, ts: number): RawRecord => ({
+      key: Buffer.from(k),
+      value: Buffer.from('v'),
+      timestamp: ts,
+      offset: o,
+    });
+    task.pause();
+    const a = task.enqueue('A', [rec('x', 0, 1), rec('y', 1, 3), rec('z', 2, 5)]);
+    const b = task.enqueue('B', [rec('w', 0, 2)]);
+    task.resume();
+    await Promise.all([a, b]);
+    // batches of 2 in timestamp order: [x, w], [y, z]; B's records never reach p's prefetch
+    expect(calls).toEqual(['prefetch x', 'process x', 'q w', 'prefetch y,z', 'process y', 'process z']);
+  });
+
+  it('a prefetch that throws or rejects does not fail the batch: the records are processed', async () => {
+    const processed: string[] = [];
+    let n = 0;
+    const topology = new TopologyBuilder()
+      .source('a', { topic: 'A', key: stringSerde, value: stringSerde })
+      .processor(
+        'p',
+        (): Processor<string, string> => ({
+          prefetch() {
+            if (n++ === 0) throw new Error('sync failure');
+            return Promise.reject(new Error('async failure'));
+          },
+          process: (r) => void processed.push(r.key),
+        }),
+        'a',
+      )
+      .sink('out', { topic: 'out', key: stringSerde, value: stringSerde }, 'p')
+      .build();
+    const { task } = await makeTask(topology);
+    await task.enqueue('A', [{ key: Buffer.from('k1'), value: Buffer.from('v'), timestamp: 1, offset: 0 }]);
+    await task.enqueue('A', [{ key: Buffer.from('k2'), value: Buffer.from('v'), timestamp: 2, offset: 1 }]);
+    expect(processed).toEqual(['k1', 'k2']);
+    expect(task.failure()).toBeUndefined();
+  });
+
+  it('stream-time punctuations fire when a record reaches them, also after one is cancelled', async () => {
+    const fired: string[] = [];
+    const topology = new TopologyBuilder()
+      .source('a', { topic: 'A', key: stringSerde, value: stringSerde })
+      .processor(
+        'p',
+        (): Processor<string, string> => {
+          let c2!: { cancel(): void };
+          return {
+            init(ctx) {
+              ctx.schedule(10, 'STREAM_TIME', (t) => void fired.push(`10@${t}`));
+              c2 = ctx.schedule(25, 'STREAM_TIME', (t) => void fired.push(`25@${t}`));
+            },
+            process(r) {
+              if (r.key === 'cancel') c2.cancel();
+            },
+          };
+        },
+        'a',
+      )
+      .sink('out', { topic: 'out', key: stringSerde, value: stringSerde }, 'p')
+      .build();
+    const { task } = await makeTask(topology);
+    const rec = (k: string, o: number, ts: number): RawRecord => ({
+      key: Buffer.from(k),
+      value: Buffer.from('v'),
+      timestamp: ts,
+      offset: o,
+    });
+    await task.enqueue('A', [rec('a', 0, 5), rec('b', 1, 9)]);
+    expect(fired).toEqual([]);
+    await task.enqueue('A', [rec('c', 2, 10)]);
+    expect(fired).toEqual(['10@10']);
+    await task.enqueue('A', [rec('cancel', 3, 19), rec('d', 4, 31)]);
+    // at 19 nothing is due (the 25 one is cancelled); at 31 the 10-interval one fires once, the
+    // intervals it missed skipped, and the cancelled one never
+    expect(fired).toEqual(['10@10', '10@31']);
+  });
+
   it('flushStores flushes every store down to the changelog', async () => {
     const topology = new TopologyBuilder()
       .source('a', { topic: 'A', key: stringSerde, value: stringSerde })

@@ -4,7 +4,7 @@
  * stream-time purge, validation to the dead-letter topic, and timestamp order across topics.
  * JSON serdes stand in for Avro (the Avro path is covered by the integration tests).
  */
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { DEDUPE_STORE, DEDUPE_PURGE_INTERVAL_MS, dedupeKey } from '../../../processors/learn-processor.js';
 import { PREFERENCES_STORE } from '../../../processors/decide-processor.js';
 import { RolloutFlagBook } from '../../../processors/rollout-flags.js';
@@ -164,6 +164,32 @@ describe('the Unwanted Mail topology (test driver)', () => {
     expect(d.deadLetters().map((x) => x.code)).toEqual(['KEY_MISMATCH', 'SPAM_SCORE_RANGE', 'BULK_SCORE_RANGE']);
     expect(d.deadLetters().every((x) => !x.message.includes('a@b.example'))).toBe(true);
     expect(d.createOutputTopic<string, Decision>(topics.mailDecisions).readValues()).toHaveLength(1);
+  });
+
+  it("reads a batch's dedupe entries in one read before learning, and still sees a duplicate inside the batch", async () => {
+    const d = await open();
+    const interactions = d.createInputTopic<string, UserInteraction>(topics.userInteractions);
+    const seen = interaction('mb', 'a@b.example', 'MOVED_TO_JUNK', T0, 'msg-seen');
+    await interactions.pipe('mb', seen, T0);
+    const dedupe = d.getStore<string, number>(DEDUPE_STORE);
+    const getAll = vi.spyOn(dedupe, 'getAll');
+    const first = interaction('mb', 'c@d.example', 'MOVED_TO_JUNK', T0 + 1000, 'msg-1');
+    const again = { ...first, eventId: 'again', occurredAt: T0 + 2000 };
+    const other = interaction('mb', 'e@f.example', 'MOVED_TO_INBOX', T0 + 3000, 'msg-2');
+    const seenAgain = { ...seen, eventId: 'seen-again', occurredAt: T0 + 4000 };
+    await interactions.pipeAll([
+      { key: 'mb', value: first, timestamp: T0 + 1000 },
+      { key: 'mb', value: again, timestamp: T0 + 2000 },
+      { key: 'mb', value: other, timestamp: T0 + 3000 },
+      { key: 'mb', value: seenAgain, timestamp: T0 + 4000 },
+    ]);
+    expect(getAll).toHaveBeenCalledTimes(1);
+    expect(new Set(getAll.mock.calls[0]![0])).toEqual(
+      new Set([dedupeKey(first), dedupeKey(other), dedupeKey(seen)]),
+    );
+    // the copy inside the batch and the one of an earlier batch change nothing
+    expect(d.changelog(PREFERENCES_STORE).map((c) => (c.value as UserPreferences).version)).toEqual([1, 2, 3]);
+    expect(await dedupe.get(dedupeKey(first))).toBe(T0 + 1000);
   });
 
   it('keeps dedupe entries for 7 days of event time, then purges them', async () => {
