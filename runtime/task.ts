@@ -349,7 +349,9 @@ export class StreamTask {
       if (node.processor?.init) await node.processor.init(node);
     }
     for (const [topic, source] of this.sourceByTopic) {
-      const ps = source.children.flatMap((c) => (c.def.kind === 'processor' && c.processor?.prefetch ? [c.processor] : []));
+      const ps = source.children.flatMap((c) =>
+        c.def.kind === 'processor' && c.processor?.prefetch ? [c.processor] : [],
+      );
       if (ps.length) this.prefetchers.set(topic, ps);
     }
     this.transition('RUNNING');

@@ -184,9 +184,7 @@ describe('the Unwanted Mail topology (test driver)', () => {
       { key: 'mb', value: seenAgain, timestamp: T0 + 4000 },
     ]);
     expect(getAll).toHaveBeenCalledTimes(1);
-    expect(new Set(getAll.mock.calls[0]![0])).toEqual(
-      new Set([dedupeKey(first), dedupeKey(other), dedupeKey(seen)]),
-    );
+    expect(new Set(getAll.mock.calls[0]![0])).toEqual(new Set([dedupeKey(first), dedupeKey(other), dedupeKey(seen)]));
     // the copy inside the batch and the one of an earlier batch change nothing
     expect(d.changelog(PREFERENCES_STORE).map((c) => (c.value as UserPreferences).version)).toEqual([1, 2, 3]);
     expect(await dedupe.get(dedupeKey(first))).toBe(T0 + 1000);
