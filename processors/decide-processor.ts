@@ -10,6 +10,7 @@ import type { Cancellable, GlobalTableView, Processor, ProcessorContext, StreamR
 import type { KeyValueStore } from '../runtime/state/store.js';
 import { decide } from './logic/decide.js';
 import type { Decision, DecisionMode, MailEvent, TenantPolicy, UserPreferences } from './logic/model.js';
+import type { HotCounterChild, HotHistogramChild } from '../runtime/metrics-hot.js';
 import type { MailMetrics } from './metrics.js';
 import { ROLLOUT_FLAGS_TABLE, RolloutFlagBook, type FlagEntry } from './rollout-flags.js';
 import { validateMailEvent } from './validate.js';
@@ -49,18 +50,21 @@ export class DecideProcessor implements Processor<string, MailEvent> {
 
   private readonly offCounters = new Map<string, { inc(): void }>();
 
-  /** metric children by label values, so the hot path does not hash label objects per record */
-  private readonly counters = new Map<string, { inc(): void }>();
-  private readonly dwells = new Map<string, { observe(v: number): void }>();
+  /** hot metric children by label values (action → reason → mode; mode), made once each */
+  private readonly counters = new Map<string, Map<string, Map<string, HotCounterChild>>>();
+  private readonly dwells = new Map<string, HotHistogramChild>();
 
   private observe(action: string, reason: string, mode: DecisionMode, dwellMs: number): void {
     const m = this.deps.metrics!;
-    const k = `${action}|${reason}|${mode}`;
-    let c = this.counters.get(k);
-    if (!c) this.counters.set(k, (c = m.decisions.labels(action, reason, mode)));
+    let byReason = this.counters.get(action);
+    if (!byReason) this.counters.set(action, (byReason = new Map()));
+    let byMode = byReason.get(reason);
+    if (!byMode) byReason.set(reason, (byMode = new Map()));
+    let c = byMode.get(mode);
+    if (!c) byMode.set(mode, (c = m.decisions.hot({ action, reason, mode })));
     c.inc();
     let d = this.dwells.get(mode);
-    if (!d) this.dwells.set(mode, (d = m.dwell.labels(mode)));
+    if (!d) this.dwells.set(mode, (d = m.dwell.hot({ mode })));
     d.observe(Math.max(0, dwellMs) / 1000);
   }
 

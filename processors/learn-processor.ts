@@ -9,6 +9,7 @@ import type { KeyValueStore } from '../runtime/state/store.js';
 import { dedupeApplies, learn } from './logic/learn.js';
 import { DEDUPE_WINDOW_MS, type UserInteraction, type UserPreferences } from './logic/model.js';
 import { PREFERENCES_STORE } from './decide-processor.js';
+import type { HotCounterChild } from '../runtime/metrics-hot.js';
 import type { MailMetrics } from './metrics.js';
 import { validateInteraction } from './validate.js';
 
@@ -55,7 +56,7 @@ export class LearnProcessor implements Processor<string, UserInteraction> {
     }
     const current = await this.prefs.get(i.mailboxId);
     const r = learn(current, i, { duplicate });
-    this.metrics?.interactions.inc({ action: i.action, outcome: r.change ?? r.ignored ?? 'NONE' });
+    if (this.metrics) this.countInteraction(i.action, r.change ?? r.ignored ?? 'NONE');
     // the preference change first, then the dedupe marker that makes a retry a no-op (both
     // belong to the same commit; the order matters only to a reader of the changelogs)
     if (r.next) await this.prefs.put(i.mailboxId, r.next);
@@ -63,6 +64,17 @@ export class LearnProcessor implements Processor<string, UserInteraction> {
     if (!r.next) return;
     this.metrics?.preferenceUpdates.inc({ change: r.change ?? 'UNKNOWN' });
     for (const e of r.evicted) this.metrics?.evictions.inc({ scope: e.scope, source: e.source });
+  }
+
+  /** hot metric children by action → outcome, made once each */
+  private readonly counted = new Map<string, Map<string, HotCounterChild>>();
+
+  private countInteraction(action: string, outcome: string): void {
+    let byOutcome = this.counted.get(action);
+    if (!byOutcome) this.counted.set(action, (byOutcome = new Map()));
+    let c = byOutcome.get(outcome);
+    if (!c) byOutcome.set(outcome, (c = this.metrics!.interactions.hot({ action, outcome })));
+    c.inc();
   }
 
   /** Deletes dedupe entries older than the window, in stream time. */

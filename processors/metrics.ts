@@ -2,12 +2,14 @@
  * The application's metrics (`um_` prefix), registered on the runtime's registry. Refused
  * records are counted by the runtime (`um_dead_letters_total{topic,code}`).
  */
-import { Counter, Gauge, Histogram, type Registry } from 'prom-client';
+import { Counter, Gauge, type Registry } from 'prom-client';
+import { HotCounter, HotHistogram } from '../runtime/metrics-hot.js';
 
 export class MailMetrics {
-  readonly decisions: Counter<'action' | 'reason' | 'mode'>;
-  readonly dwell: Histogram<'mode'>;
-  readonly interactions: Counter<'action' | 'outcome'>;
+  /** per record: hot children (`hot(labels)`) on the decide and learn paths */
+  readonly decisions: HotCounter<'action' | 'reason' | 'mode'>;
+  readonly dwell: HotHistogram<'mode'>;
+  readonly interactions: HotCounter<'action' | 'outcome'>;
   readonly preferenceUpdates: Counter<'change'>;
   readonly evictions: Counter<'scope' | 'source'>;
   /** mails not decided because their mailbox is OFF (learning goes on) */
@@ -23,20 +25,20 @@ export class MailMetrics {
 
   constructor(registry: Registry) {
     const registers = [registry];
-    this.decisions = new Counter({
+    this.decisions = new HotCounter({
       name: 'um_decisions_total',
       help: 'Decisions, by action, rule (reason) and mode',
       labelNames: ['action', 'reason', 'mode'],
       registers,
     });
-    this.dwell = new Histogram({
+    this.dwell = new HotHistogram({
       name: 'um_dwell_seconds',
       help: 'Time from a mail being received (receivedAt) to its decision',
       labelNames: ['mode'],
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
       registers,
     });
-    this.interactions = new Counter({
+    this.interactions = new HotCounter({
       name: 'um_interactions_total',
       help: 'User interactions, by action and outcome (the change made, or why none)',
       labelNames: ['action', 'outcome'],

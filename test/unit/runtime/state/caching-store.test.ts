@@ -185,6 +185,26 @@ describe('CachingStore', () => {
     expect(inner.reads().length).toBe(before + 1);
   });
 
+  it('a read of an entry in the older half moves it to the recent end; eviction takes the oldest first', async () => {
+    const { inner, cache } = setup(10);
+    for (let i = 0; i < 10; i++) await cache.put(b(`k${i}`), b(`${i}`));
+    await cache.flush();
+    // k8 and k9 are the newest: reading them again and again leaves the order as it is
+    for (let n = 0; n < 5; n++) {
+      await cache.get(b('k9'));
+      await cache.get(b('k8'));
+    }
+    await cache.get(b('k0')); // the oldest: moves to the recent end
+    await cache.get(b('k1'));
+    await cache.put(b('k10'), b('10'));
+    await cache.put(b('k11'), b('11')); // evicts k2 and k3, the least recently used
+    const before = inner.reads().length;
+    for (const k of ['k0', 'k1', 'k4', 'k8', 'k9', 'k10', 'k11']) await cache.get(b(k));
+    expect(inner.reads().length).toBe(before);
+    expect(text(await cache.get(b('k2')))).toBe('2');
+    expect(inner.reads().length).toBe(before + 1);
+  });
+
   it('a value read from the inner store never overwrites a write made while the read was in flight', async () => {
     const memory = new InMemoryKeyValueStore('inner');
     await memory.put(b('k'), b('old'));
