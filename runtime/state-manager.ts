@@ -67,6 +67,8 @@ export interface RestoreProgress {
 export class TaskStateManager {
   readonly stores = new Map<string, TaskStore>();
   private readonly checkpointFile: string | undefined;
+  /** the local commits (step 7) in flight, in order */
+  private localCommits: Promise<void> = Promise.resolve();
   /** offsets known to be in the local stores: restored-to or written-and-acknowledged */
   private readonly positions = new Map<string, number>();
   private suppressed = false;
@@ -277,7 +279,16 @@ export class TaskStateManager {
    * Commit step 7, once the commit is durable in Kafka: each store's sealed writes go to RocksDB
    * in one atomic synced batch, then the checkpoint file records `positions` (fsynced).
    */
-  async commitLocal(positions: ReadonlyMap<string, number>): Promise<void> {
+  commitLocal(positions: ReadonlyMap<string, number>): Promise<void> {
+    // one at a time, in commit order: a task's first commit lets this step finish in the
+    // background (the task processes meanwhile; its writes stay in the write buffers until the
+    // next commit, whose step 7 runs after this one)
+    const run = this.localCommits.then(() => this.writeLocal(positions));
+    this.localCommits = run.catch(() => undefined);
+    return run;
+  }
+
+  private async writeLocal(positions: ReadonlyMap<string, number>): Promise<void> {
     for (const s of this.stores.values()) await s.txn?.commitSealed({ sync: true });
     for (const [k, v] of positions) {
       this.positions.set(k, v);
@@ -350,6 +361,7 @@ export class TaskStateManager {
 
   /** Closes the stores; uncommitted writes are dropped. Commit first for a clean close. */
   async close(): Promise<void> {
+    await this.localCommits;
     for (const s of this.stores.values()) await s.store.close().catch(() => undefined);
     this.stores.clear();
   }
