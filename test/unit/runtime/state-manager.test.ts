@@ -7,10 +7,11 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type * as Checkpoint from '../../../runtime/state/checkpoint.js';
 
 const gate = vi.hoisted(() => ({ wait: undefined as Promise<void> | undefined, calls: [] as string[] }));
 vi.mock('../../../runtime/state/checkpoint.js', async (original) => {
-  const mod = await original<typeof import('../../../runtime/state/checkpoint.js')>();
+  const mod = await original<typeof Checkpoint>();
   return {
     ...mod,
     writeCheckpoint: async (file: string, offsets: ReadonlyMap<string, number>) => {
