@@ -244,7 +244,18 @@ export class StreamTask {
   streamTime = -1;
   /** timestamp of the record being processed (or stream time inside a punctuation) */
   currentTimestamp = -1;
-  currentMetadata: RecordMetadata | undefined;
+  /** the input record being processed (undefined inside a punctuation), made when first asked for */
+  get currentMetadata(): RecordMetadata | undefined {
+    if (this.currentTopic === undefined) return undefined;
+    return (this.metadataOfCurrent ??= {
+      topic: this.currentTopic,
+      partition: this.partition,
+      offset: this.currentOffset,
+    });
+  }
+  private currentTopic: string | undefined;
+  private currentOffset = -1;
+  private metadataOfCurrent: RecordMetadata | undefined;
   private _state: TaskState = 'CREATED';
   processedSinceCommit = 0;
   /** times the task waited for a lagging partition (metrics, tests) */
@@ -671,7 +682,9 @@ export class StreamTask {
     //    not an error of any record): stores keyed by the record keys, and what processors ask for
     const reads: Promise<unknown>[] = [];
     if (this.opts.prefetchStores?.length) {
-      const keys = [...new Set(decoded.flatMap((d) => (d && d.key !== null && d.key !== undefined ? [d.key] : [])))];
+      const unique = new Set<unknown>();
+      for (const d of decoded) if (d && d.key !== null && d.key !== undefined) unique.add(d.key);
+      const keys = [...unique];
       if (keys.length) for (const s of this.opts.prefetchStores) reads.push(this.store(s).getAll(keys));
     }
     if (this.prefetchers.size) {
@@ -701,7 +714,9 @@ export class StreamTask {
       const { q, r } = batch[i]!;
       const rec = decoded[i];
       if (rec) {
-        this.currentMetadata = { topic: q.topic, partition: this.partition, offset: r.offset };
+        this.currentTopic = q.topic;
+        this.currentOffset = r.offset;
+        this.metadataOfCurrent = undefined;
         this.advanceStreamTime(rec.timestamp);
         this.currentTimestamp = rec.timestamp;
         const source = this.sourceByTopic.get(q.topic)!;
@@ -713,7 +728,7 @@ export class StreamTask {
           if (this._state !== 'RUNNING' || isInfrastructureError(e)) throw e;
           this.handleError(q, r, e, this.opts.processingErrorPolicy, 'PROCESSING_FAILED', 'processing');
         }
-        this.currentMetadata = undefined;
+        this.currentTopic = undefined;
         if (this.streamTime >= this.nextStreamPunctuation) await this.punctuateStreamTime();
       }
       // the queues were emptied meanwhile (the task was closed): the rest is not this task's to
@@ -803,7 +818,7 @@ export class StreamTask {
     if (record.headers) out.headers = record.headers;
     // the input record it came from, for the headers of a dead letter the producer may write instead
     const m = this.currentMetadata;
-    if (m) out.source = { topic: m.topic, partition: m.partition, offset: m.offset };
+    if (m) out.source = m;
     const mode = sink.partitioner ?? (this.opts.coPartitioned.has(sink.topic) ? 'task' : 'murmur2');
     if (mode === 'task') out.partition = this.partition;
     this.opts.collector.send(out);
