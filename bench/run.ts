@@ -89,6 +89,8 @@ Options
   --node-args "A B"     node flags for the service process (e.g. "--max-old-space-size=384")
   --direct              run the service as node bin/um.mjs run, without the launcher's memory
                         defaults (bin/um: heap cap UM_MAX_HEAP_MB, MALLOC_ARENA_MAX=2)
+  --max-load X          before each measurement, wait until the 1-min load average is below X
+                        (at most 5 minutes; the load printed is the one measured at the start)
   --no-record           do not append to bench/results.jsonl
   -h, --help            this text
 
@@ -153,6 +155,7 @@ function parseOptions(argv: string[]): Options | undefined {
       'log-level': { type: 'string' },
       'node-args': { type: 'string' },
       direct: { type: 'boolean' },
+      'max-load': { type: 'string' },
       'no-record': { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -180,6 +183,7 @@ function parseOptions(argv: string[]): Options | undefined {
   const entriesMin = num('entries-min', values['entries-min'], 3, 1);
   const entriesMax = num('entries-max', values['entries-max'], Math.max(8, entriesMin), 1);
   if (entriesMax < entriesMin) throw new Error('--entries-max must be >= --entries-min');
+  if (values['max-load'] !== undefined) maxLoad = num('max-load', values['max-load'], 0, 0.01, false);
   return {
     scenario,
     events: num('events', values.events, memory ? 1_000_000 : 200_000, 1),
@@ -222,8 +226,19 @@ function round(x: number, digits = 0): number {
   return Math.round(x * f) / f;
 }
 
-/** The 1-minute load average now (from /proc/loadavg), logged; recorded before each measurement. */
-function loadNow(what: string): number {
+/** --max-load: wait before each measurement until the 1-minute load average is below it */
+let maxLoad: number | undefined;
+
+/**
+ * The 1-minute load average now (from /proc/loadavg), logged; recorded before each measurement.
+ * With --max-load, first waits (up to 5 minutes) until it is below that (the set-up, a local
+ * stack starting and the input produced, leaves it at 1.5-3 on 2 cores).
+ */
+async function loadNow(what: string): Promise<number> {
+  if (maxLoad !== undefined) {
+    const until = Date.now() + 300_000;
+    while (loadavg()[0]! >= maxLoad && Date.now() < until) await new Promise((r) => setTimeout(r, 2000));
+  }
   const l = round(loadavg()[0]!, 2);
   log(`load average (1 min) before ${what}: ${l}`);
   return l;
@@ -536,7 +551,7 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
       `(${fmt(totalEvents / produceSecs)} events/s produced); starting the service process`,
   );
 
-  const loadAvg1mBefore = loadNow('the throughput measurement');
+  const loadAvg1mBefore = await loadNow('the throughput measurement');
   const benchCpu0 = process.cpuUsage();
   const svc = await startService(b);
   t = svc.spawnedAt;
@@ -773,7 +788,7 @@ async function probeBaseline(b: Bench): Promise<Record<string, unknown>> {
     }
   });
   const traffic = producerFor(b, { mailEvents: mails, userInteractions: interactions });
-  const loadAvg1mBefore = loadNow('the probe baseline');
+  const loadAvg1mBefore = await loadNow('the probe baseline');
   start = Date.now();
   log(`probe baseline: producing ${opts.rate} mail events/s for ${opts.baselineSeconds}s straight to the probe`);
   traffic.start(opts.rate);
@@ -857,7 +872,7 @@ async function latency(b: Bench): Promise<Record<string, unknown>> {
     },
   );
 
-  const loadAvg1mBefore = loadNow('the latency measurement');
+  const loadAvg1mBefore = await loadNow('the latency measurement');
   svc.proc.sample();
   const serviceCpu0 = svc.proc.cpuSeconds;
   const benchCpu0 = process.cpuUsage();
@@ -960,7 +975,7 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
       `in ${produceSecs.toFixed(1)}s; starting the service process with an empty state dir`,
   );
 
-  const loadAvg1mBefore = loadNow('the restore measurement');
+  const loadAvg1mBefore = await loadNow('the restore measurement');
   const benchCpu0 = process.cpuUsage();
   const svc = await startService(b);
   t = svc.spawnedAt;
@@ -1140,7 +1155,7 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
   );
 
   // --- phase 1: restore into an empty state directory
-  const loadAvg1mBefore = loadNow('the restore');
+  const loadAvg1mBefore = await loadNow('the restore');
   const svc = await startService(b);
   t = svc.spawnedAt;
   const rss = new RssWatch(svc.pid).start();
@@ -1191,7 +1206,7 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
 
   // --- phase 2: the traffic, produced while the service runs
   const { hwmReset } = rss.mark();
-  const loadAvg1mBeforeTraffic = loadNow('the traffic');
+  const loadAvg1mBeforeTraffic = await loadNow('the traffic');
   const touched = new Uint8Array(mailboxes);
   const nextMail = workload.nextMail.bind(workload);
   workload.nextMail = (now?: number) => {

@@ -28,8 +28,15 @@ import { applyOffsetResetForNewGroup } from './reset.js';
 import { lockStateDir, type StateDirLock } from '../runtime/state-dir-lock.js';
 import { createIngest, IngestMetrics, Mirror, type Ingest } from './ingest.js';
 
-/** fetched bytes a task buffers per source partition before fetching pauses (see issue 11) */
-export const SOURCE_BUFFER_BYTES_PER_PARTITION = 1024 * 1024;
+/**
+ * Fetched bytes a task buffers per source partition before fetching pauses (about 900 mail
+ * events, near Kafka Streams' buffered.records.per.partition of 1,000), and the most one fetch
+ * brings per partition. Records buffered longer than a few young-generation collections are
+ * promoted and cost old-generation collections: 1 MiB / 2 MiB held ~20,000 records and gave
+ * ~7% fewer events/s and ~45 MiB more RSS than these (BENCHMARKS.md, session 9).
+ */
+export const SOURCE_BUFFER_BYTES_PER_PARTITION = 256 * 1024;
+export const FETCH_BYTES_PER_PARTITION = 512 * 1024;
 export interface App {
   streams: KafkaStreams;
   flags: RolloutFlagBook;
@@ -188,6 +195,7 @@ async function startLocked(
       // objects they take several times their bytes, and their Buffers keep whole fetch responses
       // alive; the runtime's 4 MiB default let a backlog hold hundreds of MiB (issue 11)
       maxBufferedBytesPerPartition: SOURCE_BUFFER_BYTES_PER_PARTITION,
+      maxFetchBytesPerPartition: FETCH_BYTES_PER_PARTITION,
       rocksdbWriteBufferBytes: cfg.rocksdb.writeBufferBytes,
       maxTaskIdleMs: cfg.maxTaskIdleMs,
       metricsRecordingLevel: cfg.metricsRecordingLevel,

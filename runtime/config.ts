@@ -51,6 +51,15 @@ export const streamsConfigSchema = z
     metricsRecordingLevel: z.enum(['INFO', 'DEBUG']).default('INFO'),
     /** the most one record moves stream time forward (a record stamped far ahead cannot purge state) */
     maxStreamTimeJumpMs: z.number().int().min(1).default(86_400_000),
+    /**
+     * per source partition: the most one fetch brings (the consumer's max.partition.fetch.bytes;
+     * a record batch larger than this still comes whole)
+     */
+    maxFetchBytesPerPartition: z
+      .number()
+      .int()
+      .min(1024)
+      .default(1024 * 1024),
     /** per source partition: fetching pauses above this many buffered bytes */
     maxBufferedBytesPerPartition: z
       .number()

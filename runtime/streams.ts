@@ -553,7 +553,7 @@ export class KafkaStreams {
       sessionTimeout: this.config.sessionTimeoutMs,
       heartbeatInterval: this.config.heartbeatIntervalMs,
       rebalanceTimeout: this.config.rebalanceTimeoutMs,
-      maxBytesPerPartition: 2 * 1024 * 1024,
+      maxBytesPerPartition: this.config.maxFetchBytesPerPartition,
       maxWaitTimeInMs: 100,
       allowAutoTopicCreation: false,
       // broker and coordinator loss are handled in kafkajs-hooks.ts; keep kafkajs' own back-off short

@@ -27,6 +27,7 @@ describe('streamsConfig', () => {
       maxTaskIdleMs: 0,
       maxStreamTimeJumpMs: 86_400_000,
       maxBufferedBytesPerPartition: 4 * 1024 * 1024,
+      maxFetchBytesPerPartition: 1024 * 1024,
       cacheMaxEntries: 10_000,
       maxBatchRecords: 1000,
       processingGuarantee: 'at_least_once',
