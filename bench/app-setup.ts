@@ -20,11 +20,14 @@ import { topicNames, type Topics } from '../topology/topics.js';
 
 export type Cleanups = (() => Promise<void>)[];
 
-export async function benchCluster(cleanups: Cleanups): Promise<{ brokers: string; registryUrl: string }> {
+export async function benchCluster(
+  cleanups: Cleanups,
+  opts: { initialRebalanceDelayMs?: number } = {},
+): Promise<{ brokers: string; registryUrl: string }> {
   const brokers = process.env.KAFKA_BROKERS;
   const registryUrl = process.env.SCHEMA_REGISTRY_URL;
   if (brokers && registryUrl) return { brokers, registryUrl };
-  const stack = await startLocalStack({ nodes: 1 });
+  const stack = await startLocalStack({ nodes: 1, ...opts });
   cleanups.push(() => stack.stop());
   return { brokers: stack.brokers.join(','), registryUrl: stack.registryUrl };
 }

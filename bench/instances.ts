@@ -34,6 +34,11 @@ async function main(): Promise<void> {
       partitions: { type: 'string', default: '6' },
       /** start each instance this long after the previous one (0: all at once) */
       'stagger-ms': { type: 'string', default: '0' },
+      /**
+       * the local broker's group.initial.rebalance.delay.ms (Kafka's default 3000: instances that
+       * start within it join in one rebalance; the tests' local stack uses 0)
+       */
+      'initial-rebalance-delay-ms': { type: 'string', default: '3000' },
       'no-record': { type: 'boolean', default: false },
     },
   });
@@ -42,7 +47,9 @@ async function main(): Promise<void> {
   const partitions = Number(values.partitions);
   const cleanups: (() => Promise<void>)[] = [];
   try {
-    const cluster = await benchCluster(cleanups);
+    const cluster = await benchCluster(cleanups, {
+      initialRebalanceDelayMs: Number(values['initial-rebalance-delay-ms']),
+    });
     const { id, stateRoot, env, traffic, kafka, topics } = await benchApp(
       'inst',
       cluster,
@@ -111,6 +118,7 @@ async function main(): Promise<void> {
       eventsPerSecFromSpawn: Math.round((produced.mails + produced.interactions) / secs),
       loadAvg1mBefore: loadBefore,
       staggerMs: stagger,
+      initialRebalanceDelayMs: Number(values['initial-rebalance-delay-ms']),
     };
     console.log(JSON.stringify(r));
     if (!values['no-record'])

@@ -349,6 +349,12 @@ export interface StartKafkaOptions {
   workDir?: string;
   heap?: string;
   timeoutMs?: number;
+  /**
+   * the broker's group.initial.rebalance.delay.ms: how long an empty group waits for more members
+   * before its first rebalance. Default 0 here (tests start members one by one); Kafka's own
+   * default is 3000
+   */
+  initialRebalanceDelayMs?: number;
 }
 
 function randomClusterId(): string {
@@ -377,6 +383,7 @@ function serverProperties(
   replication: number,
   saslUsers?: Record<string, string>,
   tls?: { keystore: string; password: string },
+  initialRebalanceDelayMs = 0,
 ): string {
   const minIsr = replication > 1 ? 2 : 1;
   const sasl = saslUsers && node.saslPort !== undefined;
@@ -419,7 +426,7 @@ function serverProperties(
     `share.coordinator.state.topic.replication.factor=${replication}`,
     `share.coordinator.state.topic.min.isr=${minIsr}`,
     'share.coordinator.state.topic.num.partitions=1',
-    'group.initial.rebalance.delay.ms=0',
+    `group.initial.rebalance.delay.ms=${initialRebalanceDelayMs}`,
     'num.network.threads=2',
     'num.io.threads=4',
     'log.cleaner.threads=1',
@@ -500,7 +507,10 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
   for (const n of nodes) {
     mkdirSync(n.dataDir, { recursive: true });
     const props = join(workDir, `node-${n.nodeId}`, 'server.properties');
-    writeFileSync(props, serverProperties(n, voters, count === 1 ? 1 : 3, opts.saslUsers, opts.tls));
+    writeFileSync(
+      props,
+      serverProperties(n, voters, count === 1 ? 1 : 3, opts.saslUsers, opts.tls, opts.initialRebalanceDelayMs),
+    );
     run(java, [
       ...jvm,
       'kafka.tools.StorageTool',
