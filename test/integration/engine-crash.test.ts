@@ -2,8 +2,11 @@
  * Issue 7, "Done when" 2: crash-consistent state (PRODUCT.md §5, at-least-once).
  *
  * The service runs as a separate process (`node bin/um.mjs run`) while a producer keeps sending
- * interactions and mails (120 mailboxes, 12 with a seeded preference record). Three times, while it
- * is learning, it is killed with SIGKILL and restarted at once on the same state directory. At the
+ * interactions and mails (120 mailboxes, 12 with a seeded preference record). Four times it is
+ * killed with SIGKILL and restarted at once on the same state directory: first as soon as the first
+ * instance (a fresh group: every task has just restored the seeded records and made its first
+ * commit, whose checkpoint is written in the background) has learned one record, then three times
+ * while it is learning. At the
  * end (traffic stopped, the group's offsets caught up):
  *  - every mailbox's LAST user-preferences record equals the reference's (same version, same entries);
  *  - every preference record written is one the reference writes (mailbox, version and content),
@@ -53,7 +56,7 @@ async function learned(admin: Admin, topic: string, from: number, n: number, tim
 }
 
 describe('engine: kill -9 while learning', () => {
-  it('3 rounds of kill -9 and restart on the same state dir: final preferences equal the reference', async () => {
+  it('4 rounds of kill -9 and restart on the same state dir (the first right after start-up): final preferences equal the reference', async () => {
     const t0 = Date.now();
     const svc = await createService({
       brokers: brokers(),
@@ -87,11 +90,12 @@ describe('engine: kill -9 while learning', () => {
       await current.waitStarted();
       await traffic.start();
       let prefsEnd = await endOffsetSum(admin, svc.topics.userPreferences);
-      for (let round = 1; round <= 3; round++) {
+      for (let round = 1; round <= 4; round++) {
         const roundStart = Date.now();
-        // learning: at least 150 new preference records since the last restart, then kill -9
+        // learning: the first record (round 1), then at least 150 new preference records since
+        // the last restart; then kill -9
         const before = prefsEnd;
-        prefsEnd = await learned(admin, svc.topics.userPreferences, prefsEnd, 150, 60_000);
+        prefsEnd = await learned(admin, svc.topics.userPreferences, prefsEnd, round === 1 ? 1 : 150, 60_000);
         await current.kill9();
         const killedAt = Date.now();
         current = start(round);
@@ -114,7 +118,7 @@ describe('engine: kill -9 while learning', () => {
 
       const r = await checkRun(svc, admin, seeded, scenario.policies);
       console.log(
-        formatReport('engine-crash: 3 x (kill -9, restart on the same state dir) under live traffic', {
+        formatReport('engine-crash: 4 x (kill -9, restart on the same state dir) under live traffic', {
           run: { logs: root, totalMs: Date.now() - t0, drainMs, lagLeft, lastInstanceAlive: alive },
           rounds,
           traffic: { mails: traffic.mails, interactions: traffic.interactions, sendErrors: traffic.errors },
