@@ -32,6 +32,8 @@ interface CounterCell<T extends string> {
 /** A prom-client Counter with `hot(labels)` children for hot paths. */
 export class HotCounter<T extends string = string> extends Counter<T> {
   private readonly cells: CounterCell<T>[] = [];
+  private readonly children = new Map<string, HotCounterChild>();
+  private readonly labelNameList: readonly string[];
 
   constructor(config: CounterConfiguration<T>) {
     const collect = config.collect;
@@ -42,18 +44,26 @@ export class HotCounter<T extends string = string> extends Counter<T> {
         return collect?.call(this);
       },
     });
+    this.labelNameList = config.labelNames ?? [];
   }
 
   /** A child for these label values: `inc` adds to a number, handed over when the metric is read. */
   hot(labels: LabelValues<T>): HotCounterChild {
+    // one child per label values, whoever asks (a task's processors are made again at every
+    // reopening: without this the cells would pile up over rebalances)
+    const key = seriesKey(this.labelNameList, labels);
+    const known = this.children.get(key);
+    if (known) return known;
     const cell: CounterCell<T> = { labels, value: 0 };
     this.cells.push(cell);
-    return {
+    const child: HotCounterChild = {
       inc(value = 1) {
         if (!(value >= 0)) throw new Error(`a counter only goes up: ${value}`);
         cell.value += value;
       },
     };
+    this.children.set(key, child);
+    return child;
   }
 
   private flushHot(): void {
@@ -91,6 +101,7 @@ interface HistogramCell<T extends string> {
 export class HotHistogram<T extends string = string> extends Histogram<T> {
   private readonly bounds: number[];
   private readonly cells: HistogramCell<T>[] = [];
+  private readonly children = new Map<string, HotHistogramChild>();
   private readonly labelNameList: readonly string[];
 
   constructor(config: HistogramConfiguration<T> & { buckets: number[] }) {
@@ -101,6 +112,10 @@ export class HotHistogram<T extends string = string> extends Histogram<T> {
 
   /** A child for these label values: `observe` counts into its own buckets, handed over when read. */
   hot(labels: LabelValues<T>): HotHistogramChild {
+    // one child per label values, whoever asks (see HotCounter.hot)
+    const key = seriesKey(this.labelNameList, labels);
+    const known = this.children.get(key);
+    if (known) return known;
     const cell: HistogramCell<T> = {
       labels,
       listed: false,
@@ -110,7 +125,7 @@ export class HotHistogram<T extends string = string> extends Histogram<T> {
     };
     this.cells.push(cell);
     const bounds = this.bounds;
-    return {
+    const child: HotHistogramChild = {
       observe(value: number) {
         if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`);
         // the first bucket whose upper bound is >= value (prom-client's `le`)
@@ -126,6 +141,8 @@ export class HotHistogram<T extends string = string> extends Histogram<T> {
         cell.count++;
       },
     };
+    this.children.set(key, child);
+    return child;
   }
 
   /**
@@ -182,4 +199,10 @@ export class HotHistogram<T extends string = string> extends Histogram<T> {
       if (String(l[n]) !== String((labels as Record<string, string | number | undefined>)[n])) return false;
     return true;
   }
+}
+
+/** The label values in label-name order, as one string (a hot child's identity). */
+function seriesKey(names: readonly string[], labels: object): string {
+  const l = labels as Record<string, string | number | undefined>;
+  return JSON.stringify(names.map((n) => (l[n] === undefined ? null : String(l[n]))));
 }

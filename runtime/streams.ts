@@ -1022,7 +1022,7 @@ export class KafkaStreams {
       }
     }
     if (h.closed) return undefined;
-    if (committed.anyMissing || !committed.metadata) await this.commitTasks([h], 'first');
+    if (committed.anyMissing || !committed.metadata) await this.commitTasks([h], 'first', { fresh: true });
     if (h.closed) return undefined;
     await task.init();
     h.task = task;
@@ -1257,14 +1257,14 @@ export class KafkaStreams {
     return this.commitTasks(handles, reason);
   }
 
-  private commitTasks(handles: TaskHandle[], reason: string): Promise<void> {
-    // A task's first commit (it opened and has processed nothing): no record of it is in the
+  private commitTasks(handles: TaskHandle[], reason: string, opts: { fresh?: boolean } = {}): Promise<void> {
+    // `fresh`: a task's first commit (it opened and has processed nothing): no record of it is in the
     // collector and its state is what the restore left, so steps 1-4 have nothing to wait for.
     // It runs beside a commit in progress instead of after it (a commit at full load waits for
     // every buffered record of every task: tasks opening one after another behind such commits
     // took seconds each at start-up). The interval commits leave it out (the task is not
     // RUNNING yet), and the task processes nothing before it is done.
-    const fresh = reason === 'first';
+    const fresh = opts.fresh === true;
     if (this.committing && !fresh) {
       // one commit at a time; a caller that needs its own commit waits and commits again
       return this.committing.catch(() => undefined).then(() => this.commitTasks(handles, reason));

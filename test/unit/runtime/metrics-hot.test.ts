@@ -88,6 +88,21 @@ describe('HotCounter and HotHistogram', () => {
     expect(after).not.toContain('mode="LIVE"');
   });
 
+  it('gives one child per label values, however often asked (tasks reopened at every rebalance ask again)', async () => {
+    const p = pair();
+    const a = p.hotCounter.hot({ a: 'x', b: 'y' });
+    for (let i = 0; i < 100; i++) p.hotCounter.hot({ b: 'y', a: 'x' }).inc();
+    expect(p.hotCounter.hot({ a: 'x', b: 'y' })).toBe(a);
+    const h = p.hotHist.hot({ mode: 'LIVE' });
+    for (let i = 0; i < 100; i++) p.hotHist.hot({ mode: 'LIVE' }).observe(0.2);
+    expect(p.hotHist.hot({ mode: 'LIVE' })).toBe(h);
+    const text = await p.hotReg.metrics();
+    expect(text).toContain('x_total{a="x",b="y"} 100');
+    expect(text).toContain('x_seconds_count{mode="LIVE"} 100');
+    expect((p.hotCounter as unknown as { cells: unknown[] }).cells).toHaveLength(1);
+    expect((p.hotHist as unknown as { cells: unknown[] }).cells).toHaveLength(1);
+  });
+
   it('refuses what prom-client refuses', () => {
     const p = pair();
     expect(() => p.hotCounter.hot({ a: 'x', b: 'y' }).inc(-1)).toThrow();
