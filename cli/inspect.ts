@@ -1,14 +1,14 @@
 /**
  * Operator tools that read topics: `um dlq list|show|replay` (dead letters with their headers
  * decoded; replay chosen ones to their source topic) and `um tail <topic>` (decoded Avro as JSON
- * lines, optionally only one key). Each read uses a consumer group of its own, named
- * `um-cli-<tool>-<pid>-...`, deleted when the command ends.
+ * lines, optionally only one key). Both read group-less (runtime/assigned-reader.ts): no consumer
+ * group is made, and no group offset is touched.
  */
-import { randomBytes } from 'node:crypto';
 import type { IHeaders, Kafka } from 'kafkajs';
 import { StreamsError } from '../runtime/errors.js';
 import { keyHash } from '../runtime/http.js';
-import { readRanges } from '../runtime/partition-reader.js';
+import { AssignedReader } from '../runtime/assigned-reader.js';
+import { readRanges, topicOffsets } from '../runtime/partition-reader.js';
 import type { RawRecord } from '../runtime/task.js';
 import { mailSerdes } from '../topology/serdes.js';
 import { topicNames } from '../topology/topics.js';
@@ -65,26 +65,12 @@ export function deadLetterLine(d: DeadLetter): string {
   return `${d.partition}:${d.offset}  ${new Date(d.timestamp).toISOString()}  ${d.error.code}  ${src}  key#${d.key ? keyHash(d.key.toString('utf8')) : '-'}  ${d.error.message}`;
 }
 
-async function deleteGroupsWithPrefix(kafka: Kafka, prefix: string): Promise<void> {
-  const admin = kafka.admin();
-  await admin.connect();
-  try {
-    const { groups } = await admin.listGroups();
-    const mine = groups.map((g) => g.groupId).filter((g) => g.startsWith(prefix));
-    if (mine.length) await admin.deleteGroups(mine).catch(() => undefined);
-  } finally {
-    await admin.disconnect();
-  }
-}
-
 /** Reads a whole topic as it is now (every partition from its start to its current end). */
 export async function readTopic(
   kafka: Kafka,
   topic: string,
-  tool: string,
   onRecord: (partition: number, r: RawRecord) => void | Promise<void>,
 ): Promise<void> {
-  const prefix = `um-cli-${tool}-${process.pid}-${randomBytes(3).toString('hex')}`;
   const admin = kafka.admin();
   await admin.connect();
   let offsets: { partition: number; low: string; high: string }[];
@@ -95,19 +81,15 @@ export async function readTopic(
     await admin.disconnect();
   }
   const ranges = offsets.map((o) => ({ topic, partition: o.partition, from: Number(o.low), to: Number(o.high) }));
-  try {
-    await readRanges(kafka, prefix, ranges, async (range, records) => {
-      for (const r of records) await onRecord(range.partition, r);
-    });
-  } finally {
-    await deleteGroupsWithPrefix(kafka, prefix).catch(() => undefined);
-  }
+  await readRanges(kafka, ranges, async (range, records) => {
+    for (const r of records) await onRecord(range.partition, r);
+  });
 }
 
 /** Every dead letter, in partition then offset order; optionally only those with `code`. */
 export async function listDeadLetters(kafka: Kafka, dlqTopic: string, code?: string): Promise<DeadLetter[]> {
   const out: DeadLetter[] = [];
-  await readTopic(kafka, dlqTopic, 'dlq', (p, r) => {
+  await readTopic(kafka, dlqTopic, (p, r) => {
     const d = decodeDeadLetter(p, r);
     if (!code || d.error.code === code) out.push(d);
   });
@@ -198,41 +180,32 @@ export async function tail(
 ): Promise<number> {
   const print = opts.print ?? ((l: string) => console.log(l));
   const decode = topicDecoder(cfg, topic);
-  const groupId = `um-cli-tail-${process.pid}-${randomBytes(3).toString('hex')}`;
-  const consumer = kafka.consumer({ groupId, maxWaitTimeInMs: 200 });
+  const reader = new AssignedReader(kafka, { maxWaitMs: 200 });
   let printed = 0;
-  await consumer.connect();
   try {
-    await consumer.subscribe({ topics: [topic], fromBeginning: opts.fromBeginning ?? false });
-    await new Promise<void>((resolve, reject) => {
-      if (opts.signal?.aborted) return resolve();
-      opts.signal?.addEventListener('abort', () => resolve(), { once: true });
-      consumer
-        .run({
-          autoCommit: false,
-          eachMessage: async ({ partition, message }) => {
-            if (opts.limit !== undefined && printed >= opts.limit) return;
-            const key = message.key?.toString('utf8') ?? null;
-            if (opts.key !== undefined && key !== opts.key) return;
-            const value = await decode(message.value ?? null);
-            print(
-              JSON.stringify({
-                partition,
-                offset: Number(message.offset),
-                timestamp: Number(message.timestamp),
-                key,
-                value,
-              }),
-            );
-            printed++;
-            if (opts.limit !== undefined && printed >= opts.limit) resolve();
-          },
-        })
-        .catch(reject);
-    });
+    await reader.connect();
+    const admin = kafka.admin();
+    await admin.connect();
+    try {
+      for (const p of await topicOffsets(admin, topic))
+        await reader.assign(topic, p.partition, Number(opts.fromBeginning ? p.low : p.high));
+    } finally {
+      await admin.disconnect();
+    }
+    while (!opts.signal?.aborted && (opts.limit === undefined || printed < opts.limit)) {
+      for (const f of await reader.fetch()) {
+        for (const r of f.records) {
+          if (opts.limit !== undefined && printed >= opts.limit) break;
+          const key = r.key?.toString('utf8') ?? null;
+          if (opts.key !== undefined && key !== opts.key) continue;
+          const value = await decode(r.value);
+          print(JSON.stringify({ partition: f.partition, offset: r.offset, timestamp: r.timestamp, key, value }));
+          printed++;
+        }
+      }
+    }
   } finally {
-    await consumer.disconnect().catch(() => undefined);
-    await deleteGroupsWithPrefix(kafka, groupId).catch(() => undefined);
+    await reader.close();
   }
   return printed;
 }

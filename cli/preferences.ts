@@ -22,7 +22,7 @@ export async function readPreferences(cfg: AppConfig, mailboxId: string): Promis
   const to = ends.get(`${topic}:${partition}`) ?? 0;
   let latest: Buffer | null | undefined;
   const key = Buffer.from(mailboxId, 'utf8');
-  await readRanges(kafka, 'um-cli-preferences', [{ topic, partition, from: 0, to }], async (_r, records) => {
+  await readRanges(kafka, [{ topic, partition, from: 0, to }], async (_r, records) => {
     for (const r of records) if (r.key && r.key.equals(key)) latest = r.value;
   });
   if (!latest) return undefined;

@@ -83,7 +83,6 @@ export async function readDecoded<T>(
   const ranges: PartitionRange[] = plan.map((p) => ({ topic, partition: p.partition, from: p.from, to: p.to }));
   await readRanges(
     kafka,
-    'um-cli-reader',
     ranges,
     async (range, records) => {
       await serde.prepare?.(records.map((r) => r.value));

@@ -2,12 +2,11 @@
  * Reading topic partitions outside the application's consumer group: changelog restore (a range
  * of offsets per partition), global tables (the whole topic, then follow it) and replay.
  *
- * kafkajs has no manual assignment, so each reader is a consumer in a group of its own (a random
- * id that commits nothing): alone in its group it is given every partition of its topics, seeks
- * the ones it wants and pauses the others. The application's group offsets are never touched.
+ * Every reader here is group-less (assigned-reader.ts): it joins no consumer group (so no
+ * rebalance delay) and never touches the application's group offsets.
  */
-import { randomBytes } from 'node:crypto';
-import type { Admin, Consumer, Kafka, KafkaMessage } from 'kafkajs';
+import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import { AssignedReader } from './assigned-reader.js';
 import { withRetries } from './retry.js';
 import type { RawRecord } from './task.js';
 
@@ -29,10 +28,6 @@ export function toRawRecord(m: KafkaMessage): RawRecord {
   };
   if (m.headers && Object.keys(m.headers).length) r.headers = m.headers as RawRecord['headers'];
   return r;
-}
-
-function readerGroupId(prefix: string): string {
-  return `${prefix}-${randomBytes(6).toString('hex')}`;
 }
 
 /**
@@ -80,151 +75,133 @@ export const RESTORE_BATCH_MAX_BYTES = 1024 * 1024;
 /**
  * Reads every range [from, to) and calls `onRecords` per fetched batch (split so that no call
  * carries more than `RESTORE_BATCH_MAX_BYTES` of keys and values), in offset order per
- * partition. Resolves when all ranges are read.
+ * partition. Resolves when all ranges are read. Group-less (see assigned-reader.ts): no group is
+ * joined, so no rebalance delay; the application's group offsets are never touched.
  */
 export async function readRanges(
   kafka: Kafka,
-  groupPrefix: string,
   ranges: PartitionRange[],
   onRecords: (range: PartitionRange, records: RawRecord[]) => Promise<void>,
-  opts: { signal?: AbortSignal } = {},
+  opts: { signal?: AbortSignal; onRetry?: (e: Error, attempt: number) => void } = {},
 ): Promise<void> {
   const pending = ranges.filter((r) => r.from < r.to);
   if (!pending.length) return;
   opts.signal?.throwIfAborted();
   const want = new Map(pending.map((r) => [`${r.topic}:${r.partition}`, r]));
-  const topics = [...new Set(pending.map((r) => r.topic))];
-  const consumer: Consumer = kafka.consumer({
-    groupId: readerGroupId(groupPrefix),
-    sessionTimeout: 30_000,
+  const reader = new AssignedReader(kafka, {
     // one fetch response holds about two restore batches (each task restores with its own reader)
     maxBytesPerPartition: RESTORE_BATCH_MAX_BYTES,
     maxBytes: 2 * RESTORE_BATCH_MAX_BYTES,
-    maxWaitTimeInMs: 200,
-    retry: { retries: 10 },
+    maxWaitMs: 200,
+    ...(opts.onRetry ? { onRetry: opts.onRetry } : {}),
   });
-  await consumer.connect();
-  const left = new Set(want.keys());
   try {
-    await consumer.subscribe({ topics, fromBeginning: true });
-    await new Promise<void>((resolve, reject) => {
-      if (opts.signal) opts.signal.addEventListener('abort', () => reject(opts.signal!.reason), { once: true });
-      consumer.on(consumer.events.GROUP_JOIN, (e) => {
-        // position every wanted partition; pause the rest of the topics' partitions
-        for (const [topic, partitions] of Object.entries(e.payload.memberAssignment)) {
-          const unwanted = partitions.filter((p) => !want.has(`${topic}:${p}`) || !left.has(`${topic}:${p}`));
-          if (unwanted.length) consumer.pause([{ topic, partitions: unwanted }]);
-          for (const p of partitions) {
-            const r = want.get(`${topic}:${p}`);
-            if (r && left.has(`${topic}:${p}`)) consumer.seek({ topic, partition: p, offset: String(r.from) });
-          }
-        }
-      });
-      // kafkajs restarts itself after retriable errors (e.g. the coordinator is loading)
-      consumer.on(consumer.events.CRASH, (e) => {
-        if (!e.payload.restart) reject(e.payload.error);
-      });
-      // a range is done once the position passes its end; batches that held only control records
-      // (transaction markers) or aborted records reach no eachBatch, only END_BATCH_PROCESS
-      const progress = (topic: string, partition: number, next: number) => {
-        const k = `${topic}:${partition}`;
+    await reader.connect();
+    for (const r of pending) await reader.assign(r.topic, r.partition, r.from);
+    while (want.size) {
+      opts.signal?.throwIfAborted();
+      for (const f of await reader.fetch(opts.signal)) {
+        const k = `${f.topic}:${f.partition}`;
         const range = want.get(k);
-        if (!range || !left.has(k) || next < range.to) return;
-        left.delete(k);
-        consumer.pause([{ topic, partitions: [partition] }]);
-        if (!left.size) resolve();
-      };
-      consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-        const b = e.payload as { topic: string; partition: number; lastOffset: string };
-        progress(b.topic, b.partition, Number(b.lastOffset) + 1);
-      });
-      consumer
-        .run({
-          autoCommit: false,
-          partitionsConsumedConcurrently: 4,
-          eachBatch: async ({ batch, heartbeat }) => {
-            const k = `${batch.topic}:${batch.partition}`;
-            const range = want.get(k);
-            if (!range || !left.has(k)) return;
-            let records: RawRecord[] = [];
-            let bytes = 0;
-            for (const m of batch.messages) {
-              const off = Number(m.offset);
-              if (off < range.from || off >= range.to) continue;
-              const r = toRawRecord(m);
-              const size = (r.key?.length ?? 0) + (r.value?.length ?? 0);
-              if (records.length && bytes + size > RESTORE_BATCH_MAX_BYTES) {
-                await onRecords(range, records);
-                records = [];
-                bytes = 0;
-              }
-              records.push(r);
-              bytes += size;
-            }
-            if (records.length) await onRecords(range, records);
-            await heartbeat();
-            progress(batch.topic, batch.partition, Number(batch.lastOffset()) + 1);
-          },
-        })
-        .catch(reject);
-    });
+        if (!range) continue;
+        let records: RawRecord[] = [];
+        let bytes = 0;
+        for (const r of f.records) {
+          if (r.offset < range.from || r.offset >= range.to) continue;
+          const size = (r.key?.length ?? 0) + (r.value?.length ?? 0);
+          if (records.length && bytes + size > RESTORE_BATCH_MAX_BYTES) {
+            await onRecords(range, records);
+            records = [];
+            bytes = 0;
+          }
+          records.push(r);
+          bytes += size;
+        }
+        if (records.length) await onRecords(range, records);
+        // a range is done once the position passes its end (records, markers or compacted gaps)
+        if (f.next >= range.to) {
+          want.delete(k);
+          reader.unassign(f.topic, f.partition);
+        }
+      }
+    }
   } finally {
-    await consumer.disconnect().catch(() => undefined);
+    await reader.close();
   }
 }
 
 /**
- * Follows whole topics from the beginning (a global table). `ready` resolves once every partition
- * has been read up to the end offset it had when the reader started.
+ * Follows whole topics from the beginning (a global table), group-less. `ready` resolves once
+ * every partition has been read up to the end offset it had when the reader started. A failure
+ * before that rejects `ready`; after it, `onError` hears of it and the reader goes on (a global
+ * table must keep following its topic).
  */
 export async function followTopics(
   kafka: Kafka,
-  groupPrefix: string,
   topics: string[],
   onRecords: (topic: string, partition: number, records: RawRecord[]) => void | Promise<void>,
+  opts: { onError?: (e: unknown) => void } = {},
 ): Promise<{ ready: Promise<void>; stop(): Promise<void> }> {
-  const ends = await endOffsets(kafka, topics);
-  const behind = new Set([...ends].filter(([, end]) => end > 0).map(([k]) => k));
+  const reader = new AssignedReader(kafka, { maxWaitMs: 500 });
+  await reader.connect();
+  const admin = kafka.admin();
+  await admin.connect();
+  const behind = new Map<string, number>();
+  try {
+    for (const topic of topics)
+      for (const p of await topicOffsets(admin, topic)) {
+        const low = Number(p.low);
+        const high = Number(p.high);
+        await reader.assign(topic, p.partition, low);
+        if (high > low) behind.set(`${topic}:${p.partition}`, high);
+      }
+  } catch (e) {
+    await reader.close();
+    throw e;
+  } finally {
+    await admin.disconnect().catch(() => undefined);
+  }
   let markReady!: () => void;
   let fail!: (e: unknown) => void;
+  let isReady = false;
   const ready = new Promise<void>((res, rej) => {
-    markReady = res;
+    markReady = () => {
+      isReady = true;
+      res();
+    };
     fail = rej;
   });
   if (!behind.size) markReady();
-  const consumer = kafka.consumer({
-    groupId: readerGroupId(groupPrefix),
-    maxWaitTimeInMs: 500,
-    retry: { retries: 10 },
-  });
-  await consumer.connect();
-  await consumer.subscribe({ topics, fromBeginning: true });
-  consumer.on(consumer.events.CRASH, (e) => {
-    if (!e.payload.restart) fail(e.payload.error);
-  });
-  const progress = (topic: string, partition: number, next: number) => {
-    const k = `${topic}:${partition}`;
-    if (behind.has(k) && next >= (ends.get(k) ?? 0)) {
-      behind.delete(k);
-      if (!behind.size) markReady();
+  let stopped = false;
+  const loop = (async () => {
+    while (!stopped) {
+      try {
+        for (const f of await reader.fetch()) {
+          if (f.records.length) await onRecords(f.topic, f.partition, f.records);
+          const k = `${f.topic}:${f.partition}`;
+          const end = behind.get(k);
+          if (end !== undefined && f.next >= end) {
+            behind.delete(k);
+            if (!behind.size) markReady();
+          }
+        }
+      } catch (e) {
+        if (stopped) return;
+        if (!isReady) {
+          fail(e);
+          return;
+        }
+        opts.onError?.(e);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
     }
-  };
-  // batches of only control records or aborted records reach no eachBatch
-  consumer.on(consumer.events.END_BATCH_PROCESS, (e) => {
-    const b = e.payload as { topic: string; partition: number; lastOffset: string };
-    progress(b.topic, b.partition, Number(b.lastOffset) + 1);
-  });
-  await consumer.run({
-    autoCommit: false,
-    eachBatch: async ({ batch }) => {
-      if (batch.messages.length) await onRecords(batch.topic, batch.partition, batch.messages.map(toRawRecord));
-      progress(batch.topic, batch.partition, Number(batch.lastOffset()) + 1);
-    },
-  });
+  })();
   return {
     ready,
     async stop() {
-      await consumer.disconnect().catch(() => undefined);
+      stopped = true;
+      await reader.close();
+      await loop;
     },
   };
 }

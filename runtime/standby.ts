@@ -2,9 +2,9 @@
  * Standby replicas: warm copies of other instances' task stores.
  *
  * A standby task opens the task's stores in this instance's state directory and follows their
- * changelogs without processing input. One follower consumer per instance (a group of its own,
- * one member: it gets every changelog partition, pauses those without a standby and seeks the
- * others to the standby's position) buffers the changelog records; every `intervalMs` the manager
+ * changelogs without processing input. One group-less follower per instance (assigned-reader.ts:
+ * it reads exactly the standbys' changelog partitions, each from the standby's position) buffers
+ * the changelog records; every `intervalMs` the manager
  * reads the changelog offsets of the group's last commit (the commit metadata, as a restore does)
  * and applies, per changelog partition, the buffered records below that commit's offset, then
  * writes the checkpoint. A standby is therefore never ahead of the last commit, so the instance
@@ -14,11 +14,10 @@
  * When an instance is given, as active, a task it holds a standby of, the standby is closed first
  * (`release`): its checkpoint stays on disk and the active task restores from there.
  */
-import { randomBytes } from 'node:crypto';
-import type { Consumer, Kafka } from 'kafkajs';
+import type { Kafka } from 'kafkajs';
 import type { Logger } from 'pino';
+import { AssignedReader } from './assigned-reader.js';
 import type { RuntimeMetrics } from './metrics.js';
-import { toRawRecord } from './partition-reader.js';
 import type { TaskStateManager } from './state-manager.js';
 import { tpKey } from './state/checkpoint.js';
 import type { RawRecord } from './task.js';
@@ -68,8 +67,9 @@ export interface StandbyManagerOptions {
 
 export class StandbyManager {
   private readonly standbys = new Map<number, Standby>();
-  private consumer: Consumer | undefined;
-  private assigned = new Map<string, number[]>();
+  private reader: AssignedReader | undefined;
+  /** the follower's fetch loop (ends when the manager closes) */
+  private following: Promise<void> | undefined;
   private timer: NodeJS.Timeout | undefined;
   /** every change of the standby set, and every round, runs alone */
   private chain: Promise<void> = Promise.resolve();
@@ -108,8 +108,8 @@ export class StandbyManager {
       }
       this.opts.metrics?.standbyTasks.set(this.standbys.size);
       if (this.standbys.size) {
-        await this.ensureConsumer();
-        this.reposition();
+        await this.ensureReader();
+        await this.reposition();
         this.timer ??= setInterval(() => void this.serial(() => this.round()), this.opts.intervalMs ?? 1000);
         this.timer.unref?.();
       }
@@ -158,6 +158,7 @@ export class StandbyManager {
     const s = this.standbys.get(partition);
     if (!s) return;
     this.standbys.delete(partition);
+    for (const f of s.follows.values()) this.reader?.unassign(f.topic, partition);
     try {
       await s.state.checkpointPositions();
     } finally {
@@ -165,81 +166,52 @@ export class StandbyManager {
     }
     this.opts.metrics?.standbyLag.remove({ task: `0_${partition}` });
     this.opts.metrics?.standbyTasks.set(this.standbys.size);
-    this.reposition();
     this.opts.logger?.info({ task: `0_${partition}`, reason }, 'standby task closed');
   }
 
-  private async ensureConsumer(): Promise<void> {
-    if (this.consumer) return;
-    const c = this.opts.kafka.consumer({
-      // one member per process: a group of its own (a killed predecessor's member cannot share it)
-      groupId: `${this.opts.applicationId}-standby-${this.opts.instanceId}-${randomBytes(4).toString('hex')}`,
-      maxWaitTimeInMs: 200,
-      retry: { retries: 30, initialRetryTime: 100, maxRetryTime: 2000 },
-    });
-    this.consumer = c;
-    c.on(c.events.GROUP_JOIN, (e) => {
-      this.assigned = new Map(Object.entries(e.payload.memberAssignment));
-      this.reposition();
-    });
-    // batches of only control records reach no eachBatch
-    // (only a batch that continues the position moves it: one fetched from elsewhere, before a
-    // seek took effect, would skip the records in between)
-    c.on(c.events.END_BATCH_PROCESS, (e) => {
-      const b = e.payload as { topic: string; partition: number; firstOffset: string | null; lastOffset: string };
-      const f = this.standbys.get(b.partition)?.follows.get(b.topic);
-      if (!f || b.firstOffset === null || b.firstOffset === undefined) return;
-      if (Number(b.firstOffset) <= f.fetched) f.fetched = Math.max(f.fetched, Number(b.lastOffset) + 1);
-    });
-    await c.connect();
-    await c.subscribe({ topics: this.opts.changelogTopics, fromBeginning: true });
-    await c.run({
-      autoCommit: false,
-      partitionsConsumedConcurrently: 4,
-      eachBatch: async ({ batch }) => {
-        const f = this.standbys.get(batch.partition)?.follows.get(batch.topic);
-        if (!f) return;
-        const from = Number((batch as { fetchedOffset?: string }).fetchedOffset);
-        if (!Number.isFinite(from) || from > f.fetched) {
-          // not the next records: fetch from the position (again)
-          c.seek({ topic: batch.topic, partition: batch.partition, offset: String(f.fetched) });
-          return;
-        }
-        for (const m of batch.messages) {
-          const off = Number(m.offset);
-          if (off >= f.fetched) f.buffer.push(toRawRecord(m));
-        }
-        f.fetched = Math.max(f.fetched, Number(batch.lastOffset()) + 1);
-        if (f.buffer.length > this.maxBuffered && !f.paused) {
-          f.paused = true;
-          c.pause([{ topic: f.topic, partitions: [batch.partition] }]);
-        }
-      },
-    });
+  private async ensureReader(): Promise<void> {
+    if (this.reader) return;
+    const reader = new AssignedReader(this.opts.kafka, { maxWaitMs: 200 });
+    await reader.connect();
+    this.reader = reader;
+    this.following = this.follow(reader);
   }
 
-  /** Seeks the follower to every standby's positions; pauses the partitions without one. */
-  private reposition(): void {
-    const c = this.consumer;
-    if (!c || this.closed) return;
-    for (const [topic, partitions] of this.assigned) {
-      const idle: number[] = [];
-      for (const p of partitions) {
-        const s = this.standbys.get(p);
-        const f = s?.follows.get(topic);
-        if (!s || !f) {
-          idle.push(p);
-          continue;
+  /** Fetches the standbys' changelog partitions into their buffers until the manager closes. */
+  private async follow(reader: AssignedReader): Promise<void> {
+    while (!this.closed) {
+      try {
+        for (const got of await reader.fetch()) {
+          const f = this.standbys.get(got.partition)?.follows.get(got.topic);
+          // (the reader drops answers to fetches made before a seek: this one continues f.fetched)
+          if (!f) continue;
+          for (const r of got.records) if (r.offset >= f.fetched) f.buffer.push(r);
+          f.fetched = Math.max(f.fetched, got.next);
+          if (f.buffer.length > this.maxBuffered && !f.paused) {
+            f.paused = true;
+            reader.pause(f.topic, got.partition);
+          }
         }
-        if ((f as Follow & { seeked?: boolean }).seeked) continue;
-        (f as Follow & { seeked?: boolean }).seeked = true;
-        f.buffer = [];
-        f.fetched = s.state.position(topic) ?? 0;
-        c.seek({ topic, partition: p, offset: String(f.fetched) });
-        c.resume([{ topic, partitions: [p] }]);
+      } catch (e) {
+        if (this.closed) return;
+        this.opts.logger?.warn({ err: (e as Error).message }, 'standby follower fetch failed; retrying');
+        await new Promise((r) => setTimeout(r, 1000));
       }
-      if (idle.length) c.pause([{ topic, partitions: idle }]);
     }
+  }
+
+  /** Points the follower at every new standby's positions. */
+  private async reposition(): Promise<void> {
+    const reader = this.reader;
+    if (!reader || this.closed) return;
+    for (const s of this.standbys.values())
+      for (const f of s.follows.values()) {
+        if (reader.isAssigned(f.topic, s.partition)) continue;
+        f.buffer = [];
+        f.paused = false;
+        f.fetched = s.state.position(f.topic) ?? 0;
+        await reader.assign(f.topic, s.partition, f.fetched);
+      }
   }
 
   /** One round: the last commit's offsets, then everything buffered below them into the stores. */
@@ -266,7 +238,7 @@ export class StandbyManager {
         moved = true;
         if (f.paused && f.buffer.length <= this.maxBuffered / 2) {
           f.paused = false;
-          this.consumer?.resume([{ topic: f.topic, partitions: [s.partition] }]);
+          this.reader?.resume(f.topic, s.partition);
         }
       }
       if (moved) await s.state.checkpointPositions();
@@ -279,7 +251,8 @@ export class StandbyManager {
     await this.serial(async () => {
       this.closed = true;
       if (this.timer) clearInterval(this.timer);
-      await this.consumer?.disconnect().catch(() => undefined);
+      await this.reader?.close();
+      await this.following;
       for (const p of [...this.standbys.keys()]) await this.closeOne(p, 'shutdown').catch(() => undefined);
     });
   }

@@ -457,7 +457,6 @@ export class KafkaStreams {
       this.globals.set(spec.name, table);
       const reader = await followTopics(
         this.kafka,
-        `${this.config.applicationId}-global-${this.config.instanceId}`,
         [spec.topic],
         async (topic, partition, records) => {
           await spec.value.prepare?.(records.map((r) => r.value));
@@ -494,6 +493,10 @@ export class KafkaStreams {
               );
             }
           }
+        },
+        {
+          onError: (e) =>
+            this.logger.warn({ table: spec.name, err: (e as Error).message }, 'global table reader failed; retrying'),
         },
       );
       this.globalReaders.push(reader);
@@ -826,13 +829,11 @@ export class KafkaStreams {
     return {
       endOffset: async (topic, partition) => (await endOffsets(this.admin!, [topic])).get(`${topic}:${partition}`) ?? 0,
       read: (ranges, onRecords, signal) =>
-        readRanges(
-          this.kafka,
-          `${this.config.applicationId}-restore-${taskId}`,
-          ranges,
-          (range, records) => onRecords(range.topic, records),
-          signal ? { signal } : {},
-        ),
+        readRanges(this.kafka, ranges, (range, records) => onRecords(range.topic, records), {
+          ...(signal ? { signal } : {}),
+          onRetry: (e, attempt) =>
+            this.logger.debug({ task: taskId, attempt, err: e.message }, 'restore fetch failed; retrying'),
+        }),
     };
   }
 

@@ -100,7 +100,7 @@ export async function readAll(
     if (opts.atLeast === undefined || total >= opts.atLeast || Date.now() > deadline) {
       const out: ReadRecord[] = [];
       const ranges = ends.map((p) => ({ topic, partition: p.partition, from: Number(p.low), to: Number(p.high) }));
-      const read = readRanges(kafka, 'test-reader', ranges, async (range, records) => {
+      const read = readRanges(kafka, ranges, async (range, records) => {
         for (const r of records) {
           const headers: Record<string, string> = {};
           for (const [k, v] of Object.entries(r.headers ?? {})) if (v !== undefined) headers[k] = String(v);

@@ -127,15 +127,10 @@ async function decidesOneMail(cfg: AppConfig, prefix: string): Promise<void> {
       );
       const decisions: Decision[] = [];
       await serdes.mailDecisions.init();
-      await readRanges(
-        kafka,
-        'sec-reader',
-        [{ topic: topics.mailDecisions, partition: 0, from: 0, to: 1 }],
-        async (_r, recs) => {
-          await serdes.mailDecisions.prepare(recs.map((r) => r.value));
-          for (const r of recs) decisions.push(serdes.mailDecisions.deserialize(topics.mailDecisions, r.value!));
-        },
-      );
+      await readRanges(kafka, [{ topic: topics.mailDecisions, partition: 0, from: 0, to: 1 }], async (_r, recs) => {
+        await serdes.mailDecisions.prepare(recs.map((r) => r.value));
+        for (const r of recs) decisions.push(serdes.mailDecisions.deserialize(topics.mailDecisions, r.value!));
+      });
       expect(decisions).toHaveLength(1);
       expect(decisions[0]).toMatchObject({ messageId: 'msg-1', action: 'JUNK', reason: 'HIGH_CONFIDENCE_SPAM' });
     } finally {
