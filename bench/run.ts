@@ -26,9 +26,13 @@ import { mailSerdes, type MailSerdes } from '../topology/serdes.js';
 import { topicNames, type Topics } from '../topology/topics.js';
 import { producerSettings, TrafficProducer, Workload } from '../demo/traffic.js';
 import { probeConsumerConfig, probeRunConfig } from './probe.js';
+import { dumpOutputs } from './kstreams/outputs.js';
 import {
+  ensureKstreamsJar,
   histogramQuantiles as histogramQuantilesOf,
   spawnService,
+  systemCommand,
+  type BenchSystem,
   sumOf,
   type PromSample,
   type ServiceProcess,
@@ -91,6 +95,13 @@ Options
                         defaults (bin/um: heap cap UM_MAX_HEAP_MB, MALLOC_ARENA_MAX=2)
   --max-load X          before each measurement, wait until the 1-min load average is below X
                         (at most 5 minutes; the load printed is the one measured at the start)
+  --system S            um (default): our service; kstreams: the Kafka Streams version of the same
+                        topology (bench/kstreams, java -jar; built with mvn if the jar is missing),
+                        same environment, input and counting (a comparator; see bench/kstreams/README.md)
+  --java-args "A B"     --system kstreams: JVM options (default: none, the JVM's default heap)
+  --dump-outputs FILE   throughput: after the run, read the output topics and write every decision
+                        (by eventId) and the preference records to FILE (JSON), to compare two
+                        systems: npx tsx bench/kstreams/compare.ts A.json B.json
   --no-record           do not append to bench/results.jsonl
   -h, --help            this text
 
@@ -129,6 +140,9 @@ interface Options {
   logLevel: string;
   nodeArgs: string[];
   direct: boolean;
+  system: BenchSystem;
+  javaArgs: string[];
+  dumpOutputs: string | undefined;
   record: boolean;
 }
 
@@ -157,6 +171,9 @@ function parseOptions(argv: string[]): Options | undefined {
       direct: { type: 'boolean' },
       'max-load': { type: 'string' },
       'no-record': { type: 'boolean' },
+      system: { type: 'string' },
+      'java-args': { type: 'string' },
+      'dump-outputs': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -183,6 +200,8 @@ function parseOptions(argv: string[]): Options | undefined {
   const entriesMin = num('entries-min', values['entries-min'], 3, 1);
   const entriesMax = num('entries-max', values['entries-max'], Math.max(8, entriesMin), 1);
   if (entriesMax < entriesMin) throw new Error('--entries-max must be >= --entries-min');
+  const system = values.system ?? 'um';
+  if (system !== 'um' && system !== 'kstreams') throw new Error(`--system must be um or kstreams, got ${system}`);
   if (values['max-load'] !== undefined) maxLoad = num('max-load', values['max-load'], 0, 0.01, false);
   return {
     scenario,
@@ -204,6 +223,9 @@ function parseOptions(argv: string[]): Options | undefined {
     logLevel: values['log-level'] ?? 'warn',
     nodeArgs: (values['node-args'] ?? '').split(/\s+/).filter(Boolean),
     direct: values.direct ?? false,
+    system,
+    javaArgs: (values['java-args'] ?? '').split(/\s+/).filter(Boolean),
+    dumpOutputs: values['dump-outputs'],
     record: !values['no-record'],
   };
 }
@@ -377,6 +399,7 @@ async function setUp(opts: Options, cleanups: Bench['cleanups']): Promise<Bench>
     registryUrl = stack.registryUrl;
     log(`local stack up in ${((Date.now() - t) / 1000).toFixed(1)}s: ${brokers}, ${registryUrl}`);
   }
+  if (opts.system === 'kstreams') ensureKstreamsJar(log);
   const id = `bench-${Date.now().toString(36)}-${randomBytes(2).toString('hex')}`;
   const stateDir = mkdtempSync(join(tmpdir(), 'um-bench-state-'));
   cleanups.push(async () => rmSync(stateDir, { recursive: true, force: true }));
@@ -450,6 +473,8 @@ async function startService(b: Bench): Promise<Service> {
     env: { ...b.serviceEnv, UM_HTTP_PORT: String(port) },
     httpPort: port,
     direct: b.opts.direct,
+    system: b.opts.system,
+    javaArgs: b.opts.javaArgs,
     nodeArgs: [
       ...b.opts.nodeArgs,
       ...(profileDir ? ['--cpu-prof', `--cpu-prof-dir=${profileDir}`, '--cpu-prof-interval=500'] : []),
@@ -458,7 +483,7 @@ async function startService(b: Bench): Promise<Service> {
       exit = `exited with code ${code}${signal ? ` (${signal})` : ''}`;
     },
   });
-  log(`service started: pid ${svc.pid}, ${b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run'}, ${svc.url}`);
+  log(`service started: pid ${svc.pid}, ${systemCommand(b.opts.system, b.opts.direct, b.opts.javaArgs)}, ${svc.url}`);
   b.cleanups.push(async () => {
     if (exit) return;
     log('stopping the service');
@@ -660,6 +685,7 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
   if (final) counts = processedCounts(final, topics);
   const prof = await stopService(svc);
   const processed = doneEvents();
+  if (opts.dumpOutputs) await dumpOutputs(b, opts.dumpOutputs, { system: opts.system, seed: opts.seed, produced });
   if (timedOut) outputs = await topicEndSum(b.kafka, [topics.mailDecisions, topics.mailDecisionsShadow]);
   const sortedPs = [...perSecond].sort((a, b) => a - b);
   const afterFirstSecs = firstDecisionAt !== undefined ? (doneAt - firstDecisionAt) / 1000 : undefined;
@@ -669,7 +695,11 @@ async function throughput(b: Bench): Promise<Record<string, unknown>> {
     produced: { mails: produced.mails, interactions: produced.interactions, seconds: round(produceSecs, 1) },
     seededPreferences: seeded.preferences,
     timedOut,
-    service: { command: b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run', pid: svc.pid },
+    service: {
+      system: b.opts.system,
+      command: systemCommand(b.opts.system, b.opts.direct, b.opts.javaArgs),
+      pid: svc.pid,
+    },
     secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
     secondsToRunning: runningAt !== undefined ? round((runningAt - t) / 1000, 2) : null,
     restoredRecords: restoredAtRunning,
@@ -1041,7 +1071,11 @@ async function restore(b: Bench): Promise<Record<string, unknown>> {
     produceSeconds: round(produceSecs, 1),
     producePerSec: round(produced.records / produceSecs),
     tenantPolicies: policies.policies,
-    service: { command: b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run', pid: svc.pid },
+    service: {
+      system: b.opts.system,
+      command: systemCommand(b.opts.system, b.opts.direct, b.opts.javaArgs),
+      pid: svc.pid,
+    },
     secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
     secondsToFirstRestored: firstRestoreAt !== undefined ? round((firstRestoreAt - t) / 1000, 2) : null,
     secondsToReady: round(secs, 2),
@@ -1304,7 +1338,11 @@ async function memory(b: Bench): Promise<Record<string, unknown>> {
     avgRecordBytes: round(seeded.bytes / seeded.records),
     seedSeconds: round(seedSecs, 1),
     tenantPolicies: policies.policies,
-    service: { command: b.opts.direct ? 'node bin/um.mjs run' : 'bin/um run', pid: svc.pid },
+    service: {
+      system: b.opts.system,
+      command: systemCommand(b.opts.system, b.opts.direct, b.opts.javaArgs),
+      pid: svc.pid,
+    },
     restore: {
       secondsToHttp: httpUpAt !== undefined ? round((httpUpAt - t) / 1000, 2) : null,
       secondsToFirstRestored: firstRestoreAt !== undefined ? round((firstRestoreAt - t) / 1000, 2) : null,
@@ -1372,6 +1410,7 @@ function summary(scenario: Scenario, r: Record<string, unknown>): string {
     const ps = g('perSecond') as { min: number; median: number; max: number };
     lines.push(
       `input              ${fmt(p.mails)} mail events + ${fmt(p.interactions)} interactions, ${fmt(g('seededPreferences'))} seeded preference records`,
+      `system             ${(g('service') as { system: string }).system}`,
       `service            ${(g('service') as { command: string }).command} (pid ${(g('service') as { pid: number }).pid}), its own process`,
       `start              HTTP up ${g('secondsToHttp')} s, RUNNING ${g('secondsToRunning')} s (${fmt(g('restoredRecords'))} records restored), first decision ${g('secondsToFirstDecision')} s after spawn`,
       `processing         ${fmt(g('eventsProcessed'))} events, done ${g('wallSeconds')} s after spawn (every decision on the output topic)${g('timedOut') ? '  TIMED OUT' : ''}`,
@@ -1491,7 +1530,8 @@ async function main(): Promise<number> {
       date: started.toISOString(),
       machine: machine(),
       cluster: b.localStack ? 'local stack (1 KRaft broker + Apicurio, loopback)' : 'KAFKA_BROKERS',
-      service: `${opts.direct ? 'node bin/um.mjs run' : 'bin/um run'} (own process)`,
+      system: opts.system,
+      service: `${systemCommand(opts.system, opts.direct, opts.javaArgs)} (own process)`,
       partitions: opts.partitions,
       options: { ...opts, record: undefined, profile: opts.profile || undefined },
       figures,

@@ -5,8 +5,8 @@
  * - CPU time and memory from /proc/<pid>/stat and /proc/<pid>/status (Linux).
  */
 import { quantilesFromBuckets } from '../runtime/metrics.js';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -14,6 +14,34 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..');
 export const UM_BIN = join(ROOT, 'bin', 'um.mjs');
 /** the launcher users run (`um`, `npm start`, the image): the service with its memory defaults */
 export const UM_LAUNCHER = join(ROOT, 'bin', 'um');
+
+// ---------------------------------------------------------------------------------------------
+// the Kafka Streams comparator (bench/kstreams, `--system kstreams`)
+
+/** the system under test: our service (`um`) or the Kafka Streams version of the topology */
+export type BenchSystem = 'um' | 'kstreams';
+export const KSTREAMS_DIR = join(ROOT, 'bench', 'kstreams');
+export const KSTREAMS_JAR = join(KSTREAMS_DIR, 'target', 'um-kstreams.jar');
+
+/** Builds bench/kstreams/target/um-kstreams.jar if it is missing (mvn offline first, then online). */
+export function ensureKstreamsJar(log: (msg: string) => void = () => undefined): string {
+  if (existsSync(KSTREAMS_JAR)) return KSTREAMS_JAR;
+  for (const args of [
+    ['-q', '-o', 'package'],
+    ['-q', 'package'],
+  ]) {
+    log(`building ${KSTREAMS_JAR}: mvn ${args.join(' ')} (in bench/kstreams)`);
+    const r = spawnSync('mvn', args, { cwd: KSTREAMS_DIR, stdio: ['ignore', 'inherit', 'inherit'] });
+    if (r.status === 0 && existsSync(KSTREAMS_JAR)) return KSTREAMS_JAR;
+  }
+  throw new Error(`could not build ${KSTREAMS_JAR} (see bench/kstreams/README.md)`);
+}
+
+/** the command line the bench runs for a system (for the output and results) */
+export function systemCommand(system: BenchSystem, direct = false, javaArgs: readonly string[] = []): string {
+  if (system === 'kstreams') return ['java', ...javaArgs, '-jar', 'bench/kstreams/target/um-kstreams.jar'].join(' ');
+  return direct ? 'node bin/um.mjs run' : 'bin/um run';
+}
 
 // ---------------------------------------------------------------------------------------------
 // Prometheus text format (the subset prom-client writes: no timestamps, no exemplars)
@@ -175,20 +203,33 @@ export function spawnService(opts: {
   httpPort: number;
   nodeArgs?: string[];
   direct?: boolean;
+  /** `kstreams`: run the Kafka Streams comparator (java -jar, `javaArgs` as JVM options) instead */
+  system?: BenchSystem;
+  javaArgs?: string[];
   onExit?: (code: number | null, signal: NodeJS.Signals | null) => void;
 }): ServiceProcess {
   const spawnedAt = performance.now();
-  const child: ChildProcess = opts.direct
-    ? spawn(process.execPath, [...(opts.nodeArgs ?? []), UM_BIN, 'run'], {
-        cwd: ROOT,
-        env: opts.env,
-        stdio: ['ignore', 'inherit', 'inherit'],
-      })
-    : spawn(UM_LAUNCHER, ['run'], {
-        cwd: ROOT,
-        env: { ...opts.env, UM_NODE_ARGS: [opts.env.UM_NODE_ARGS ?? '', ...(opts.nodeArgs ?? [])].join(' ').trim() },
-        stdio: ['ignore', 'inherit', 'inherit'],
-      });
+  const child: ChildProcess =
+    opts.system === 'kstreams'
+      ? spawn('java', [...(opts.javaArgs ?? []), '-jar', KSTREAMS_JAR], {
+          cwd: ROOT,
+          env: opts.env,
+          stdio: ['ignore', 'inherit', 'inherit'],
+        })
+      : opts.direct
+        ? spawn(process.execPath, [...(opts.nodeArgs ?? []), UM_BIN, 'run'], {
+            cwd: ROOT,
+            env: opts.env,
+            stdio: ['ignore', 'inherit', 'inherit'],
+          })
+        : spawn(UM_LAUNCHER, ['run'], {
+            cwd: ROOT,
+            env: {
+              ...opts.env,
+              UM_NODE_ARGS: [opts.env.UM_NODE_ARGS ?? '', ...(opts.nodeArgs ?? [])].join(' ').trim(),
+            },
+            stdio: ['ignore', 'inherit', 'inherit'],
+          });
   if (child.pid === undefined) throw new Error(`could not start ${UM_BIN}`);
   const pid = child.pid;
   let done = false;
