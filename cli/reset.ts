@@ -5,8 +5,9 @@
  *  2. sets the group's committed offsets of the input topics to earliest, latest or a time;
  *  3. deletes the internal topics (store changelogs `<appId>-<store>-changelog`, repartition
  *     topics); the dead-letter topic and the application's own topics are kept;
- *  4. deletes the helper consumer groups the runtime's readers left (`<appId>-restore-*`,
- *     `<appId>-global-*`) when they are empty;
+ *  4. deletes the helper consumer groups that versions before the group-less readers left
+ *     (`<appId>-restore-*`, `<appId>-global-*`) when they are empty (this version's readers,
+ *     runtime/assigned-reader.ts, join no group);
  *  5. wipes the local state directory `<UM_STATE_DIR>/<UM_APP_ID>` (locked first, so not under a
  *     running instance on this host).
  *
