@@ -9,10 +9,12 @@
  * The same way, kafkajs' `producer/sendMessages.js` is replaced by kafkajs-send-messages.ts, which
  * keeps its progress per partition (kafkajs' version writes records twice, or not at all, when a
  * request to several brokers half fails), and its Produce request encoder (v3, which v4–v7 reuse)
- * by kafkajs-produce-request.ts, which writes the same bytes in one pass.
+ * by kafkajs-produce-request.ts, which writes the same bytes in one pass; and its decoder of a
+ * fetched record by kafkajs-record-decoder.ts, which returns the same without 64-bit Longs.
  */
 import { createRequire } from 'node:module';
 import { produceRequestV3 } from './kafkajs-produce-request.js';
+import { decodeRecord } from './kafkajs-record-decoder.js';
 import { createSendMessages } from './kafkajs-send-messages.js';
 
 type Partitioner = (args: { topic: string; partitionMetadata: unknown[]; message: unknown }) => number;
@@ -54,6 +56,8 @@ preload('kafkajs/src/producer/groupMessagesPerPartition.js', groupMessagesPerPar
 preload('kafkajs/src/producer/sendMessages.js', createSendMessages);
 // the Produce request in one pass (see kafkajs-produce-request.ts)
 preload('kafkajs/src/protocol/requests/produce/v3/request.js', produceRequestV3);
+// fetched records decoded without 64-bit Long objects (see kafkajs-record-decoder.ts)
+preload('kafkajs/src/protocol/recordBatch/record/v0/decoder.js', decodeRecord);
 
 /** Whether the linear grouping is the one kafkajs uses (for tests). */
 export function kafkajsGroupingPatched(): boolean {
@@ -63,6 +67,11 @@ export function kafkajsGroupingPatched(): boolean {
 /** Whether kafkajs encodes Produce requests with the one-pass encoder (for tests). */
 export function kafkajsProduceRequestPatched(): boolean {
   return require('kafkajs/src/protocol/requests/produce/v3/request.js') === produceRequestV3;
+}
+
+/** Whether kafkajs decodes fetched records with the decoder without Longs (for tests). */
+export function kafkajsRecordDecoderPatched(): boolean {
+  return require('kafkajs/src/protocol/recordBatch/record/v0/decoder.js') === decodeRecord;
 }
 
 /** Whether the engine's produce path is the one kafkajs uses (for tests). */
