@@ -466,8 +466,33 @@ function log4jConfig(): string {
   ].join('\n');
 }
 
-/** Starts a KRaft cluster of 1 or 3 combined broker+controller nodes on loopback. */
+/**
+ * Starts a KRaft cluster of 1 or 3 combined broker+controller nodes on loopback. The ports are
+ * picked free just before the nodes bind them; another process can take one in between (seen in a
+ * benchmark series: "Socket server failed to bind ... Address already in use"), so a start that
+ * fails that way is tried again with new ports, twice at most (not with a fixed `workDir`).
+ */
 export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKafka> {
+  for (let attempt = 1; ; attempt++) {
+    const workDir = opts.workDir ?? join(tmpdir(), `um-kafka-${process.pid}-${randomBytes(4).toString('hex')}`);
+    try {
+      return await startKafkaOnce({ ...opts, workDir });
+    } catch (e) {
+      const portTaken =
+        existsSync(workDir) &&
+        readdirSync(workDir, { withFileTypes: true }).some(
+          (d) =>
+            d.isDirectory() &&
+            existsSync(join(workDir, d.name, 'server.log')) &&
+            /Address already in use/.test(readFileSync(join(workDir, d.name, 'server.log'), 'utf8')),
+        );
+      if (!portTaken || opts.workDir || attempt >= 3) throw e;
+      log(`a port was taken before kafka bound it; starting again with new ports (attempt ${attempt + 1})`);
+    }
+  }
+}
+
+async function startKafkaOnce(opts: StartKafkaOptions & { workDir: string }): Promise<LocalKafka> {
   const t0 = Date.now();
   const home = await installKafka();
   const java = kafkaJava();
@@ -528,16 +553,22 @@ export async function startKafka(opts: StartKafkaOptions = {}): Promise<LocalKaf
     const props = join(workDir, `node-${n.nodeId}`, 'server.properties');
     n.process = spawnJava(java, [...jvm, 'kafka.Kafka', props], n.logFile);
   };
-  for (const n of nodes) await startNode(n.nodeId);
-
   const brokers = nodes.map((n) => `127.0.0.1:${n.port}`);
-  await waitForKafka(
-    brokers,
-    count,
-    nodes.flatMap((n) => (n.process ? [n.process] : [])),
-    nodes[0]!.logFile,
-    opts.timeoutMs ?? 90_000,
-  );
+  try {
+    for (const n of nodes) await startNode(n.nodeId);
+    await waitForKafka(
+      brokers,
+      count,
+      nodes.flatMap((n) => (n.process ? [n.process] : [])),
+      nodes[0]!.logFile,
+      opts.timeoutMs ?? 90_000,
+    );
+  } catch (e) {
+    // a node that failed takes the others down with it: nothing is left running
+    for (const n of nodes)
+      if (n.process && n.process.exitCode === null) await stopProcess(n.process).catch(() => undefined);
+    throw e;
+  }
   const startupMs = Date.now() - t0;
   log(`kafka ${KAFKA_VERSION} (${count} node${count > 1 ? 's' : ''}) ready at ${brokers.join(',')} in ${startupMs} ms`);
 
