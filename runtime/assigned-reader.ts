@@ -161,6 +161,8 @@ export class AssignedReader {
   private closed = false;
   private failingSince: number | undefined;
   private attempt = 0;
+  /** a fatal failure met while other leaders answered: thrown at the next fetch */
+  private pending: unknown;
 
   constructor(kafka: Kafka, opts: AssignedReaderOptions = {}) {
     this.cluster = clusterOf(kafka);
@@ -230,6 +232,11 @@ export class AssignedReader {
    */
   async fetch(signal?: AbortSignal): Promise<FetchedPartition[]> {
     if (this.closed) return [];
+    if (this.pending !== undefined) {
+      const e = this.pending;
+      this.pending = undefined;
+      throw e;
+    }
     const wanted = [...this.assigned.values()].filter((a) => !a.paused);
     if (!wanted.length) {
       await sleep(this.opts.maxWaitMs);
@@ -267,30 +274,53 @@ export class AssignedReader {
         if (!byLeader.size)
           throw Object.assign(new Error(`no leader known for ${unled} partitions`), { retriable: true });
       }
-      const answers = await Promise.all([...byLeader].map(([nodeId, list]) => this.fetchFrom(nodeId, list, signal)));
-      this.failingSince = undefined;
-      this.attempt = 0;
-      return answers.flat();
+      // every leader's answer is kept even when another leader's request fails: the positions of
+      // the partitions that answered have moved past their records already
+      const settled = await Promise.allSettled(
+        [...byLeader].map(([nodeId, list]) => this.fetchFrom(nodeId, list, signal)),
+      );
+      const got: FetchedPartition[] = [];
+      let failure: unknown;
+      for (const r of settled) {
+        if (r.status === 'fulfilled') got.push(...r.value);
+        else failure ??= r.reason;
+      }
+      if (failure === undefined) {
+        this.failingSince = undefined;
+        this.attempt = 0;
+        return got;
+      }
+      if (!got.length) throw failure;
+      // some answered: theirs now, the failure handled without a back-off (a fatal one is thrown
+      // at the next fetch)
+      await this.recover(failure, false).catch((e: unknown) => {
+        this.pending = e;
+      });
+      return got;
     } catch (e) {
       if (this.closed) return [];
-      const err = e as Error & { type?: string; topic?: string; partition?: number };
-      if (err.name === 'KafkaJSOffsetOutOfRange' && err.topic !== undefined && err.partition !== undefined) {
-        await this.resetOutOfRange(err.topic, err.partition);
-        return [];
-      }
-      if (err.name === 'KafkaJSConnectionClosedError') {
-        const c = err as unknown as { host?: string; port?: number };
-        if (c.host && c.port) this.cluster.removeBroker({ host: c.host, port: c.port });
-      }
-      if (!isRetriable(err)) throw err;
-      this.failingSince ??= Date.now();
-      if (Date.now() - this.failingSince > this.opts.failAfterMs) throw err;
-      this.attempt++;
-      this.opts.onRetry?.(err, this.attempt);
-      await sleep(Math.min(2000, 100 * 2 ** Math.min(this.attempt - 1, 5)));
-      await this.cluster.refreshMetadata().catch(() => undefined);
-      return [];
+      return this.recover(e, true).then(() => []);
     }
+  }
+
+  /** After a failed fetch: moves past a position out of range, refreshes, backs off; throws if fatal. */
+  private async recover(e: unknown, backOff: boolean): Promise<void> {
+    const err = e as Error & { type?: string; topic?: string; partition?: number };
+    if (err.name === 'KafkaJSOffsetOutOfRange' && err.topic !== undefined && err.partition !== undefined) {
+      await this.resetOutOfRange(err.topic, err.partition);
+      return;
+    }
+    if (err.name === 'KafkaJSConnectionClosedError') {
+      const c = err as unknown as { host?: string; port?: number };
+      if (c.host && c.port) this.cluster.removeBroker({ host: c.host, port: c.port });
+    }
+    if (!isRetriable(err)) throw err;
+    this.failingSince ??= Date.now();
+    if (Date.now() - this.failingSince > this.opts.failAfterMs) throw err;
+    this.attempt++;
+    this.opts.onRetry?.(err, this.attempt);
+    if (backOff) await sleep(Math.min(2000, 100 * 2 ** Math.min(this.attempt - 1, 5)));
+    await this.cluster.refreshMetadata().catch(() => undefined);
   }
 
   private async fetchFrom(nodeId: string, list: Assigned[], signal?: AbortSignal): Promise<FetchedPartition[]> {
