@@ -763,10 +763,13 @@ export class KafkaRecordCollector implements RecordCollector {
     }
     // marks whose records are all acknowledged already take nothing from this batch
     const open = this.marks.filter((m) => m.position > this.acked);
-    // the topics of records that asked for their offsets (usually none, or one table topic)
-    let tell: Set<string> | undefined;
-    for (const e of batch) if (e.record.ackTo !== undefined) (tell ??= new Set()).add(e.record.topic);
-    const bases = open.length || tell ? new Map<string, number>() : undefined;
+    let tellOffsets = false;
+    for (const e of batch)
+      if (e.record.ackTo !== undefined) {
+        tellOffsets = true;
+        break;
+      }
+    const bases = open.length || tellOffsets ? new Map<string, number>() : undefined;
     for (const md of result) {
       const k = tpKey(md.topicName, md.partition);
       const n = counts.get(k);
@@ -786,8 +789,6 @@ export class KafkaRecordCollector implements RecordCollector {
       for (const e of batch) {
         const r = e.record;
         if (r.partition === undefined || e.seq === undefined) continue;
-        // without open marks only the topics of records that asked are counted
-        if (!open.length && !tell!.has(r.topic)) continue;
         const k = tpKey(r.topic, r.partition);
         const base = bases.get(k);
         if (base === undefined) continue;
