@@ -45,8 +45,6 @@ export interface OutgoingRecord {
   headers?: Record<string, string | Buffer>;
   /** the input record this one was computed from, for the headers of a dead letter */
   source?: { topic: string; partition: number; offset: number };
-  /** told the record's offset once the broker acknowledged it (explicit partitions only) */
-  ackTo?: { add(offset: number): void };
 }
 
 export interface RecordCollector {
@@ -763,13 +761,7 @@ export class KafkaRecordCollector implements RecordCollector {
     }
     // marks whose records are all acknowledged already take nothing from this batch
     const open = this.marks.filter((m) => m.position > this.acked);
-    let tellOffsets = false;
-    for (const e of batch)
-      if (e.record.ackTo !== undefined) {
-        tellOffsets = true;
-        break;
-      }
-    const bases = open.length || tellOffsets ? new Map<string, number>() : undefined;
+    const marks = open.length ? new Map<string, number>() : undefined;
     for (const md of result) {
       const k = tpKey(md.topicName, md.partition);
       const n = counts.get(k);
@@ -779,22 +771,20 @@ export class KafkaRecordCollector implements RecordCollector {
       const base = Number(md.baseOffset);
       const last = base + n - 1;
       if (last > (this.offsets.get(k) ?? -1)) this.offsets.set(k, last);
-      bases?.set(k, base);
+      marks?.set(k, base);
     }
-    if (bases?.size) {
-      // each written record's offset, for the marks whose records it is and for the records that
-      // asked for it: the i-th record of a partition in the batch has the partition's base offset
-      // + i (one request, in order)
+    if (marks?.size) {
+      // each written record's offset, for the marks whose records it is: the i-th record of a
+      // partition in the batch has the partition's base offset + i (one request, in order)
       const index = new Map<string, number>();
       for (const e of batch) {
         const r = e.record;
         if (r.partition === undefined || e.seq === undefined) continue;
         const k = tpKey(r.topic, r.partition);
-        const base = bases.get(k);
+        const base = marks.get(k);
         if (base === undefined) continue;
         const i = index.get(k) ?? 0;
         index.set(k, i + 1);
-        r.ackTo?.add(base + i);
         for (const m of open) {
           const before = m.before.get(k);
           if (before !== undefined && e.seq < before && base + i > (m.offsets.get(k) ?? -1)) m.offsets.set(k, base + i);

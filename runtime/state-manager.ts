@@ -22,7 +22,6 @@ import { mkdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { StoreError } from './errors.js';
-import { OwnWrites } from './own-writes.js';
 import type { OutgoingRecord, RecordCollector } from './record-collector.js';
 import {
   buildStoreStack,
@@ -73,28 +72,11 @@ export class TaskStateManager {
   /** offsets known to be in the local stores: restored-to or written-and-acknowledged */
   private readonly positions = new Map<string, number>();
   private suppressed = false;
-  /** per changelog topic that is also an input (a table's): the task's own acknowledged writes */
-  private readonly own = new Map<string, OwnWrites>();
   /** changelog offsets of the last commit (restore stops there) */
   private readonly targets = new Map<string, number>();
   private readonly ackedAtOpen = new Map<string, number>();
   /** timestamp for changelog records: the task sets it to the record being processed */
   timestamp: () => number = Date.now;
-
-  private ownWritesOf(topic: string): OwnWrites {
-    let o = this.own.get(topic);
-    if (!o) this.own.set(topic, (o = new OwnWrites()));
-    return o;
-  }
-
-  /**
-   * The task's own acknowledged writes to each changelog topic that is also one of its inputs (a
-   * table whose topic is its store's changelog): the task need not wait to fetch them.
-   */
-  ownWrites(): ReadonlyMap<string, OwnWrites> {
-    for (const r of this.opts.stores) if (r.sourceChangelog && r.changelogTopic) this.ownWritesOf(r.changelogTopic);
-    return this.own;
-  }
 
   constructor(
     private readonly opts: {
@@ -171,8 +153,6 @@ export class TaskStateManager {
               // come back (they are in the store already, or belong to no commit)
               if (r.sourceChangelog && this.opts.applicationId)
                 rec.headers = { [ORIGIN_HEADER]: this.opts.applicationId };
-              // and the task need not wait for them to come back (own-writes.ts)
-              if (r.sourceChangelog) rec.ackTo = this.ownWritesOf(r.changelogTopic!);
               this.opts.collector.send(rec);
             },
           }

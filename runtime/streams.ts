@@ -948,7 +948,6 @@ export class KafkaStreams {
       collector,
       coPartitioned: this.coPartitioned,
       maxTaskIdleMs: this.config.maxTaskIdleMs,
-      ownWrites: state.ownWrites(),
       maxStreamTimeJumpMs: this.config.maxStreamTimeJumpMs,
       maxBufferedBytes: this.config.maxBufferedBytesPerPartition,
       onBackpressure: (topic, full) => {

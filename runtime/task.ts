@@ -6,9 +6,7 @@
  * timestamp first; on equal timestamps the source declared first in the topology), so a replay
  * of the same input gives the same results, record for record. The rule for an empty queue:
  * - the broker holds more of the partition (its high watermark is beyond what was fetched):
- *   the task WAITS, however long it takes, and never processes ahead of it; unless all it holds
- *   beyond the position are the task's own writes to its store's changelog that is this input
- *   (a table's topic): those are in the store already;
+ *   the task WAITS, however long it takes, and never processes ahead of it;
  * - the partition is caught up (truly empty): the task waits `maxTaskIdleMs` from when it became
  *   empty (Kafka Streams' max.task.idle.ms; 0 = go on at once), then goes on without it.
  *
@@ -66,11 +64,6 @@ export interface TaskOptions {
   /** topics whose partition p belongs to this task (sinks to them default to partition p) */
   coPartitioned: ReadonlySet<string>;
   maxTaskIdleMs: number;
-  /**
-   * per source topic: the offsets of its partition this task wrote itself (a table's topic that is
-   * its store's changelog). Unfetched records that are all its own are not waited for.
-   */
-  ownWrites?: ReadonlyMap<string, { covers(from: number, to: number): boolean }>;
   /** the most one record moves stream time forward (default 1 day) */
   maxStreamTimeJumpMs?: number;
   /** per source partition: pause fetching above this many buffered bytes (default 4 MiB) */
@@ -652,10 +645,7 @@ export class StreamTask {
     if (head > 0) next = q.records[head - 1]!.offset + 1;
     else next = q.committable ?? 0;
     if (q.fetched !== undefined && q.fetched > next && head >= q.records.length) next = q.fetched;
-    if (next >= q.highWatermark) return false;
-    // what the broker holds beyond the position is only the task's own changelog writes: they are
-    // in its store already (they are applied, as no-ops, whenever they are fetched)
-    return !this.opts.ownWrites?.get(q.topic)?.covers(next, q.highWatermark);
+    return next < q.highWatermark;
   }
 
   private armIdleTimer(): void {

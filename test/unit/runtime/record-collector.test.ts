@@ -420,40 +420,6 @@ describe('KafkaRecordCollector', () => {
     expect(c.ackedOffsets().get('out:1')).toBe(19);
   });
 
-  it('tells a record that asked (ackTo) its offset, through split and partial answers; refused ones never', async () => {
-    const fake = new FakeProducer();
-    fake.brokerLimit.set('tbl', 4 * 1024);
-    fake.skipNext = [['tbl:1']];
-    const { c } = collector(fake);
-    const told = new Map<number, number[]>([
-      [0, []],
-      [1, []],
-    ]);
-    const sent: OutgoingRecord[] = [];
-    for (let i = 0; i < 24; i++) {
-      const p = i % 2;
-      // every third record asks; some are large enough that their partition's batch is split
-      const r = rec('tbl', i, i % 5 === 0 ? 1500 : 10, p);
-      if (i % 3 === 0) r.ackTo = { add: (o) => told.get(p)!.push(o) };
-      c.send(r);
-      sent.push(r);
-    }
-    // and one too large for the topic: dead-lettered, never told
-    const big = rec('tbl', 99, 5000, 0);
-    big.ackTo = { add: () => told.get(0)!.push(-1) };
-    c.send(big);
-    await c.flush();
-    expect(c.stats.splits + c.stats.partial).toBeGreaterThan(1);
-    for (const p of [0, 1]) {
-      const expected = fake
-        .log('tbl', p)
-        .filter((w) => seqOf(w) % 3 === 0)
-        .map((w) => w.offset);
-      expect(expected.length).toBe(4);
-      expect(told.get(p)!.sort((a, b) => a - b)).toEqual(expected);
-    }
-  });
-
   it('picks the partition of a record without one from its key (murmur2) when the partition count is known', async () => {
     const fake = new FakeProducer();
     const { c } = collector(fake, {

@@ -1,7 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { ProcessingError, SerdeError, type StreamsError } from '../../../runtime/errors.js';
 import type { Processor, ProcessorContext, RecordMetadata, StreamRecord } from '../../../runtime/processor.js';
-import { OwnWrites } from '../../../runtime/own-writes.js';
 import { MemoryRecordCollector } from '../../../runtime/record-collector.js';
 import { jsonSerde, longSerde, stringSerde } from '../../../runtime/serdes.js';
 import { TaskStateManager } from '../../../runtime/state-manager.js';
@@ -140,29 +139,6 @@ describe('StreamTask: timestamp order across source partitions', () => {
     const b = task.enqueue('B', [raw(0, 2), raw(1, 4), raw(2, 6), raw(3, 7), raw(4, 8)], 5);
     await Promise.all([a, b]);
     expect(seen.map((s) => s.timestamp)).toEqual([1, 2, 3, 4, 6, 7, 8]);
-  });
-
-  it("does not wait for unfetched records that are all the task's own changelog writes; waits when one is not", async () => {
-    const seen: Seen[] = [];
-    const own = new OwnWrites();
-    const { task } = await makeTask(twoSources(seen), { ownWrites: new Map([['B', own]]) });
-    // B holds offsets 0..2 not fetched yet: all three the task's own (acknowledged) writes
-    for (const o of [0, 1, 2]) own.add(o);
-    await task.enqueue('B', [], 3);
-    await task.enqueue('A', [raw(0, 1), raw(1, 3)]);
-    expect(seen.map((s) => s.timestamp)).toEqual([1, 3]);
-    expect(task.lagWaits).toBe(0);
-    // offset 3 is somebody else's write: now the task waits for it, in timestamp order
-    own.add(4);
-    await task.enqueue('B', [], 5);
-    const a = task.enqueue('A', [raw(2, 6)]);
-    await tick(30);
-    expect(seen.map((s) => s.timestamp)).toEqual([1, 3]);
-    expect(task.lagWaits).toBeGreaterThan(0);
-    const b = task.enqueue('B', [raw(0, 0.5), raw(1, 0.6), raw(2, 0.7), raw(3, 5), raw(4, 0.8)], 5);
-    await Promise.all([a, b]);
-    // the external record (ts 5) comes before A's 6; the own ones come when fetched (no wait)
-    expect(seen.map((s) => s.timestamp)).toEqual([1, 3, 0.5, 0.6, 0.7, 5, 0.8, 6]);
   });
 
   it('a fetcher that moves past offsets without records (control records) ends the wait', async () => {
