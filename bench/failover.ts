@@ -2,7 +2,8 @@
  * Failover with and without standby replicas (issue 10):
  *
  *   npx tsx bench/failover.ts [--records 1000000] [--distinct N] [--partitions 6]
- *                             [--session-timeout-ms 10000] [--standby 0,1] [--no-record]
+ *                             [--session-timeout-ms 10000] [--standby 0,1]
+ *                             [--initial-rebalance-delay-ms 0] [--no-record]
  *
  * For each standby setting: fresh topics and state; `--records` preference records (3-8 entries
  * each, `--distinct` mailboxes, default records/2) on user-preferences, spread over the tasks; two
@@ -15,7 +16,9 @@
  *  - assignedToRunningMs: from then until every task is RUNNING (the restore of the failed-over
  *    tasks: the whole state without a standby, the last moments' commits with one);
  *  - restoredRecords: records `b` restored for those tasks (um_restore_records_total).
- * Uses the local stack (one broker + registry) unless KAFKA_BROKERS and SCHEMA_REGISTRY_URL are set.
+ * Uses the local stack (one broker + registry; `--initial-rebalance-delay-ms` sets its
+ * group.initial.rebalance.delay.ms, Kafka's default 3000, the tests' 0) unless KAFKA_BROKERS and
+ * SCHEMA_REGISTRY_URL are set.
  * Appends a line (scenario `failover`) to bench/results.jsonl.
  */
 import { appendFileSync } from 'node:fs';
@@ -63,6 +66,7 @@ async function main(): Promise<void> {
       partitions: { type: 'string', default: '6' },
       'session-timeout-ms': { type: 'string', default: '10000' },
       standby: { type: 'string', default: '0,1' },
+      'initial-rebalance-delay-ms': { type: 'string', default: '0' },
       'no-record': { type: 'boolean', default: false },
     },
   });
@@ -74,7 +78,8 @@ async function main(): Promise<void> {
   const cleanups: (() => Promise<void>)[] = [];
   const results: Record<string, unknown>[] = [];
   try {
-    const cluster = await benchCluster(cleanups);
+    const initialRebalanceDelayMs = Number(values['initial-rebalance-delay-ms']);
+    const cluster = await benchCluster(cleanups, { initialRebalanceDelayMs });
     if (!process.env.KAFKA_BROKERS) log('local Kafka broker and schema registry started');
     for (const standby of settings) {
       const { id, stateRoot, env, traffic, workload } = await benchApp(
@@ -173,7 +178,7 @@ async function main(): Promise<void> {
     if (!values['no-record'])
       appendFileSync(
         join(here, 'results.jsonl'),
-        `${JSON.stringify({ schemaVersion: 2, scenario: 'failover', at: new Date().toISOString(), cpus: cpus().length, results })}\n`,
+        `${JSON.stringify({ schemaVersion: 2, scenario: 'failover', at: new Date().toISOString(), cpus: cpus().length, initialRebalanceDelayMs, results })}\n`,
       );
   } finally {
     for (const c of cleanups.reverse()) await c().catch(() => undefined);
