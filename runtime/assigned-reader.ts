@@ -137,7 +137,8 @@ function isRetriable(e: unknown): boolean {
 const key = (topic: string, partition: number) => `${topic}:${partition}`;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-function toRaw(m: KafkaMessage): RawRecord {
+/** A fetched kafkajs message as the engine's raw record. */
+export function toRawRecord(m: KafkaMessage): RawRecord {
   const r: RawRecord = {
     key: m.key ?? null,
     value: m.value ?? null,
@@ -358,7 +359,7 @@ export class AssignedReader {
         }
         const records: RawRecord[] = [];
         if (p.messages.length)
-          for (const m of new Batch(t.topicName, String(q.position), p).messages) records.push(toRaw(m));
+          for (const m of new Batch(t.topicName, String(q.position), p).messages) records.push(toRawRecord(m));
         q.a.position = next;
         out.push({ topic: t.topicName, partition: p.partition, records, next, end });
       }

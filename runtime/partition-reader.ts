@@ -5,10 +5,12 @@
  * Every reader here is group-less (assigned-reader.ts): it joins no consumer group (so no
  * rebalance delay) and never touches the application's group offsets.
  */
-import type { Admin, Kafka, KafkaMessage } from 'kafkajs';
+import type { Admin, Kafka } from 'kafkajs';
 import { AssignedReader } from './assigned-reader.js';
 import { withRetries } from './retry.js';
 import type { RawRecord } from './task.js';
+
+export { toRawRecord } from './assigned-reader.js';
 
 export interface PartitionRange {
   topic: string;
@@ -17,17 +19,6 @@ export interface PartitionRange {
   from: number;
   /** stop before this offset (the end offset when the read began) */
   to: number;
-}
-
-export function toRawRecord(m: KafkaMessage): RawRecord {
-  const r: RawRecord = {
-    key: m.key ?? null,
-    value: m.value ?? null,
-    timestamp: Number(m.timestamp),
-    offset: Number(m.offset),
-  };
-  if (m.headers && Object.keys(m.headers).length) r.headers = m.headers as RawRecord['headers'];
-  return r;
 }
 
 /**

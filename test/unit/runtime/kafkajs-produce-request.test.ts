@@ -4,12 +4,11 @@
  * idempotent and transactional producers, several topics and partitions, timestamps far apart and
  * gzip; and kafkajs' connection accepts what it returns (an Encoder).
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { produceRequestV3, type ProduceRequestArgs } from '../../../runtime/kafkajs-produce-request.js';
+import { kafkajsOriginal } from './kafkajs-original.js';
 
 const require = createRequire(import.meta.url);
 type Request = {
@@ -21,24 +20,10 @@ type Request = {
 };
 const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): unknown };
 
-/** kafkajs' own v3 request module, compiled from its file (the preload may have replaced the cached one). */
-function kafkajsOriginal(): (args: ProduceRequestArgs) => Request {
-  const file = require.resolve('kafkajs/src/protocol/requests/produce/v3/request.js');
-  const { Module } = require('node:module') as {
-    Module: (new (
-      id: string,
-    ) => NodeJS.Module & { _compile(src: string, file: string): void; filename: string; paths: string[] }) & {
-      _nodeModulePaths(dir: string): string[];
-    };
-  };
-  const m = new Module(file);
-  m.filename = file;
-  m.paths = Module._nodeModulePaths(dirname(file));
-  m._compile(readFileSync(file, 'utf8'), file);
-  return m.exports as (args: ProduceRequestArgs) => Request;
-}
-
-const original = kafkajsOriginal();
+/** kafkajs' own v3 request module (the preload may have replaced the cached one) */
+const original = kafkajsOriginal<(args: ProduceRequestArgs) => Request>(
+  'kafkajs/src/protocol/requests/produce/v3/request.js',
+);
 const T0 = 1_764_000_000_000;
 
 async function both(args: ProduceRequestArgs): Promise<[Buffer, Buffer]> {

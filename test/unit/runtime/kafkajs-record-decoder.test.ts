@@ -5,11 +5,10 @@
  * sign (up to the ones left to Long arithmetic), offsets near 2^53 and beyond, log-append time,
  * control batches; and kafkajs' batch decoder uses it once the preload has run.
  */
-import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { dirname } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeRecord, type BatchContext } from '../../../runtime/kafkajs-record-decoder.js';
+import { kafkajsOriginal } from './kafkajs-original.js';
 
 const require = createRequire(import.meta.url);
 
@@ -24,22 +23,9 @@ const encodeRecord = require('kafkajs/src/protocol/recordBatch/record/v0/index.j
 }) => { buffer: Buffer };
 const Long = require('kafkajs/src/utils/long.js') as { fromValue(v: unknown): unknown; fromString(s: string): unknown };
 
-function kafkajsOriginal(): (d: Decoder, ctx: object) => Record<string, unknown> {
-  const file = require.resolve('kafkajs/src/protocol/recordBatch/record/v0/decoder.js');
-  const { Module } = require('node:module') as {
-    Module: (new (
-      id: string,
-    ) => NodeJS.Module & { _compile(src: string, file: string): void; filename: string; paths: string[] }) & {
-      _nodeModulePaths(dir: string): string[];
-    };
-  };
-  const m = new Module(file);
-  m.filename = file;
-  m.paths = Module._nodeModulePaths(dirname(file));
-  m._compile(readFileSync(file, 'utf8'), file);
-  return m.exports as (d: Decoder, ctx: object) => Record<string, unknown>;
-}
-const original = kafkajsOriginal();
+const original = kafkajsOriginal<(d: Decoder, ctx: object) => Record<string, unknown>>(
+  'kafkajs/src/protocol/recordBatch/record/v0/decoder.js',
+);
 
 /** Decodes one encoded record with both decoders (each from its own Decoder, the record's length read first). */
 function both(

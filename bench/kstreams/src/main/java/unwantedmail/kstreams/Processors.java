@@ -66,6 +66,28 @@ final class Processors {
     env.metrics.deadLetter(m.topic(), e.code);
   }
 
+  /**
+   * An input record decoded and validated, or null when either fails: then it is dead-lettered with
+   * its reason (kind "deserialization" or "processing"), as ours (runtime/task.ts).
+   */
+  static <T> T readValid(ProcessorContext<String, byte[]> ctx, Env env, Record<String, byte[]> r,
+      java.util.function.Function<byte[], T> decode, java.util.function.BiConsumer<String, T> validate) {
+    T v;
+    try {
+      v = decode.apply(r.value());
+    } catch (BadRecord x) {
+      deadLetter(ctx, env, r, x, "deserialization");
+      return null;
+    }
+    try {
+      validate.accept(r.key(), v);
+    } catch (BadRecord x) {
+      deadLetter(ctx, env, r, x, "processing");
+      return null;
+    }
+    return v;
+  }
+
   /** Decoded global-table values, re-decoded only when the stored bytes change (identity). */
   static final class Decoded<T> {
     private final Map<String, Object[]> memo = new HashMap<>();
@@ -130,19 +152,8 @@ final class Processors {
 
     @Override
     public void process(Record<String, byte[]> record) {
-      MailEvent e;
-      try {
-        e = Avro.mailEvent(mailReader.read(record.value()));
-      } catch (BadRecord x) {
-        deadLetter(ctx, env, record, x, "deserialization");
-        return;
-      }
-      try {
-        Logic.validateMail(record.key(), e);
-      } catch (BadRecord x) {
-        deadLetter(ctx, env, record, x, "processing");
-        return;
-      }
+      MailEvent e = readValid(ctx, env, record, b -> Avro.mailEvent(mailReader.read(b)), Logic::validateMail);
+      if (e == null) return;
       String mode = Logic.effectiveMode(flagCache.get(flags, Model.GLOBAL_FLAG_SCOPE), flagCache.get(flags, e.tenantId), e.tenantId,
           e.mailboxId, env.defaultMode);
       if ("OFF".equals(mode)) {
@@ -202,19 +213,8 @@ final class Processors {
 
     @Override
     public void process(Record<String, byte[]> record) {
-      Interaction i;
-      try {
-        i = Avro.interaction(interactionReader.read(record.value()));
-      } catch (BadRecord x) {
-        deadLetter(ctx, env, record, x, "deserialization");
-        return;
-      }
-      try {
-        Logic.validateInteraction(record.key(), i);
-      } catch (BadRecord x) {
-        deadLetter(ctx, env, record, x, "processing");
-        return;
-      }
+      Interaction i = readValid(ctx, env, record, b -> Avro.interaction(interactionReader.read(b)), Logic::validateInteraction);
+      if (i == null) return;
       boolean duplicate = false;
       boolean useDedupe = Logic.dedupeApplies(i.action);
       String dk = useDedupe ? i.mailboxId + '\u0000' + i.messageId + '\u0000' + i.action : null;
