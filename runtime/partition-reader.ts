@@ -102,6 +102,7 @@ export async function readRanges(
           const size = (r.key?.length ?? 0) + (r.value?.length ?? 0);
           if (records.length && bytes + size > RESTORE_BATCH_MAX_BYTES) {
             await onRecords(range, records);
+            opts.signal?.throwIfAborted();
             records = [];
             bytes = 0;
           }
@@ -109,6 +110,9 @@ export async function readRanges(
           bytes += size;
         }
         if (records.length) await onRecords(range, records);
+        // aborted (by onRecords itself, or meanwhile): the read ends with the abort's reason, never
+        // as if complete, and nothing more is handed on
+        opts.signal?.throwIfAborted();
         // a range is done once the position passes its end (records, markers or compacted gaps)
         if (f.next >= range.to) {
           want.delete(k);

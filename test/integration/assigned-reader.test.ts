@@ -60,6 +60,28 @@ describe('group-less reading', () => {
     expect((await groups()).filter((g) => !before.includes(g))).toEqual([]);
   });
 
+  it('an abort from inside onRecords ends the read with its reason, even when the fetch held every range whole', async () => {
+    const topic = uniqueName('ar-abort');
+    await createTopics([{ topic, partitions: 3 }]);
+    await produce(
+      topic,
+      Array.from({ length: 30 }, (_, i) => ({ key: `k${i}`, value: `v${i}`, partition: i % 3 })),
+    );
+    const ac = new AbortController();
+    const calls: number[] = [];
+    const read = readRanges(
+      kafkaClient(),
+      [0, 1, 2].map((partition) => ({ topic, partition, from: 0, to: 10 })),
+      async (range) => {
+        calls.push(range.partition);
+        ac.abort(new Error('interrupted'));
+      },
+      { signal: ac.signal },
+    );
+    await expect(read).rejects.toThrow('interrupted');
+    expect(calls).toHaveLength(1); // nothing handed on after the abort
+  });
+
   it('drops an answer to a fetch made before a seek; pause and resume; positions', async () => {
     const topic = uniqueName('ar-seek');
     await createTopics([{ topic, partitions: 2 }]);
