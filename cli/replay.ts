@@ -3,8 +3,8 @@
  *
  *  - The window's offsets come from the broker's offsetsForTimes, per partition; records whose
  *    timestamp falls outside the window (out-of-order producers) are skipped.
- *  - It reads in a consumer group of its own (never the application's: the live group's offsets
- *    do not move) and decides with the pure rules (§3) against the preferences and tenant
+ *  - It reads group-less (runtime/assigned-reader.ts: no consumer group is joined, so the live
+ *    group's offsets do not move) and decides with the pure rules (§3) against the preferences and tenant
  *    policies as they stand now (read from their topics), without learning and without writing
  *    `user-preferences`.
  *  - The mode of each mailbox is the one the rollout flags give now; OFF mailboxes are skipped.
