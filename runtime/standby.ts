@@ -50,10 +50,6 @@ export interface StandbyStatus {
 
 export interface StandbyManagerOptions {
   kafka: Kafka;
-  applicationId: string;
-  instanceId: string;
-  /** every changelog topic of the topology (partition p belongs to task p) */
-  changelogTopics: string[];
   /** opens the task's stores (at the targets of the last commit: state ahead of it is wiped) */
   openState(partition: number): Promise<TaskStateManager>;
   /** the changelog offsets of the last commit of these tasks (`topic:partition` -> offset) */

@@ -742,15 +742,6 @@ export class KafkaStreams {
     this.logger.info({ instance: this.config.instanceId, standby }, 'standby assignment');
     this.standby ??= new StandbyManager({
       kafka: this.kafka,
-      applicationId: this.config.applicationId,
-      instanceId: this.config.instanceId,
-      changelogTopics: [
-        ...new Set(
-          this.topology
-            .resolvedStores(this.config.applicationId)
-            .flatMap((s) => (s.changelogTopic ? [s.changelogTopic] : [])),
-        ),
-      ],
       intervalMs: this.config.standbyIntervalMs,
       metrics: this.metrics,
       logger: this.logger,
