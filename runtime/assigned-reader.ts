@@ -17,6 +17,7 @@
  */
 import { createRequire } from 'node:module';
 import type { Kafka, KafkaMessage } from 'kafkajs';
+import { withRetries } from './retry.js';
 import type { RawRecord } from './task.js';
 
 const require = createRequire(import.meta.url);
@@ -178,15 +179,16 @@ export class AssignedReader {
 
   async connect(): Promise<void> {
     if (this.connected) return;
-    await this.cluster.connect();
+    // a broker restarting or a leader election: retried, as kafkajs' consumer retries its connect
+    await withRetries('connecting a group-less reader', () => this.cluster.connect());
     this.connected = true;
   }
 
   /** Reads `topic`/`partition` from `offset` on (assigning it again moves its position). */
   async assign(topic: string, partition: number, offset: number): Promise<void> {
     if (!this.topics.has(topic)) {
+      await withRetries(`metadata of ${topic}`, () => this.cluster.addMultipleTargetTopics([...this.topics, topic]));
       this.topics.add(topic);
-      await this.cluster.addMultipleTargetTopics([...this.topics]);
     }
     const k = key(topic, partition);
     const a = this.assigned.get(k);

@@ -43,12 +43,18 @@ function fakeKafka(opts: {
   earliest?: number;
   latest?: number;
   calls?: { refresh: number; fetches: Req[] };
+  /** how many connects / metadata requests fail (retriably) first */
+  failFirst?: { connect?: number; addTopics?: number };
 }): Kafka {
   const calls = opts.calls ?? { refresh: 0, fetches: [] };
+  const fail = { connect: 0, addTopics: 0, ...opts.failFirst };
+  const retriableOnce = (what: 'connect' | 'addTopics') => async () => {
+    if (fail[what]-- > 0) throw Object.assign(new Error(`${what} refused`), { retriable: true });
+  };
   const cluster = {
-    connect: async () => undefined,
+    connect: retriableOnce('connect'),
     disconnect: async () => undefined,
-    addMultipleTargetTopics: async () => undefined,
+    addMultipleTargetTopics: retriableOnce('addTopics'),
     refreshMetadata: async () => {
       calls.refresh++;
     },
@@ -231,6 +237,22 @@ describe('AssignedReader (fake cluster)', () => {
     expect((err as Error).message).toBe('leader moved');
     await g.close();
   });
+
+  it('retries a connect and a metadata request that fail while a broker restarts', async () => {
+    const kafka = fakeKafka({
+      leaders: { 0: '1' },
+      failFirst: { connect: 2, addTopics: 1 },
+      answer: { '1': answerWith((_r, _p, from) => [msg(from)]) },
+    });
+    const r = new AssignedReader(kafka, { maxWaitMs: 1 });
+    await r.connect();
+    await r.assign('t', 0, 3);
+    expect((await r.fetch())[0]!.records.map((x) => x.offset)).toEqual([3]);
+    await r.close();
+    const down = fakeKafka({ leaders: { 0: '1' }, failFirst: { connect: 99 }, answer: {} });
+    const d = new AssignedReader(down);
+    await expect(d.connect()).rejects.toThrow(/connect refused.*after 10 attempts/);
+  }, 30_000);
 
   it('a position out of range goes on from the log start (or the end when beyond it)', async () => {
     const fetched: number[] = [];
