@@ -60,14 +60,13 @@ interface Cluster {
   removeBroker(req: { host: string; port: number }): void;
 }
 
-type BatchCtor = new (
-  topic: string,
-  fetchedOffset: string,
-  data: PartitionData,
-) => { messages: (KafkaMessage & { isControlRecord?: boolean })[] };
+type FetchedMessage = PartitionData['messages'][number];
 
-/** kafkajs' Batch: drops records below the fetched offset, aborted records and markers. */
-const Batch = require('kafkajs/src/consumer/batch.js') as BatchCtor;
+/** kafkajs' filter of the records of aborted transactions (by the fetch's aborted-transaction list). */
+const filterAborted = require('kafkajs/src/consumer/filterAbortedMessages.js') as (a: {
+  messages: FetchedMessage[];
+  abortedTransactions: unknown[];
+}) => FetchedMessage[];
 
 /** A cluster object of kafkajs, made by the client with its own settings (brokers, SASL, TLS). */
 function clusterOf(kafka: Kafka): Cluster {
@@ -353,15 +352,22 @@ export class AssignedReader {
         const lso = Number(p.lastStableOffset);
         const hw = Number(p.highWatermark);
         const end = Number.isFinite(lso) && lso >= 0 ? Math.min(lso, hw) : hw;
+        // the position passes every batch returned (markers, compacted gaps); the records are
+        // those from the position on, without aborted ones and markers (what kafkajs' Batch keeps,
+        // without its Long per record)
         let next = q.position;
+        let from: FetchedMessage[] = [];
         for (const m of p.messages) {
           const ctx = m.batchContext;
-          const last = ctx ? Number(ctx.firstOffset) + ctx.lastOffsetDelta : Number(m.offset);
+          const offset = Number(m.offset);
+          const last = ctx ? Number(ctx.firstOffset) + ctx.lastOffsetDelta : offset;
           if (last + 1 > next) next = last + 1;
+          if (offset >= q.position) from.push(m);
         }
+        if (p.abortedTransactions?.length)
+          from = filterAborted({ messages: from, abortedTransactions: p.abortedTransactions });
         const records: RawRecord[] = [];
-        if (p.messages.length)
-          for (const m of new Batch(t.topicName, String(q.position), p).messages) records.push(toRawRecord(m));
+        for (const m of from) if (!m.isControlRecord) records.push(toRawRecord(m));
         q.a.position = next;
         out.push({ topic: t.topicName, partition: p.partition, records, next, end });
       }
